@@ -1,0 +1,75 @@
+/*
+ * The byte-store interface that storage plugins are built on.
+ *
+ * A backend moves bytes to and from named objects under one root (a
+ * directory, an S3 bucket+prefix, a mem:// namespace). It knows nothing about
+ * checkpoints: the shared layout code (plugins/layout) decides which objects a
+ * checkpoint has and in which order they are committed.
+ *
+ * Paths are relative to the root, '/'-separated, already checked with
+ * dcp_storage_path_is_safe. Every slot returns DCP_OK or a negative DCP_E*
+ * code and fills msg with what failed, on which object (the full location,
+ * e.g. "/ckpt/run1/__0_0.distcp" or "s3://b/k/__0_0.distcp"), and why.
+ *
+ * Threads: all slots may be called concurrently from several threads, on
+ * different paths; a write handle is used by one thread at a time.
+ */
+#ifndef DCP_BACKEND_H
+#define DCP_BACKEND_H
+
+#include "dcp/sys/storage.h"
+
+typedef struct dcp_backend dcp_backend;
+typedef struct dcp_backend_writer dcp_backend_writer;
+
+#define DCP_BACKEND_VERSION 1
+
+typedef struct dcp_backend_ops {
+	unsigned version; /* DCP_BACKEND_VERSION */
+	/* Starts a new object at path, written sequentially with append. The
+	 * object is not visible under path (or is incomplete) until
+	 * writer_close succeeds; a failed or aborted writer leaves no object. */
+	int (*writer_open)(dcp_backend *b, const char *path, dcp_backend_writer **out, dcp_msg *msg);
+	int (*writer_append)(dcp_backend_writer *w, const void *data, uint64_t len, dcp_msg *msg);
+	/* Completes the object: durable (fsync'd / uploaded) when this returns
+	 * DCP_OK. Frees w in every case. */
+	int (*writer_close)(dcp_backend_writer *w, dcp_msg *msg);
+	/* Discards the object being written. Frees w. */
+	void (*writer_abort)(dcp_backend_writer *w);
+	/* Reads bytes [offset, offset+len) of path into dst. An object shorter
+	 * than offset+len is DCP_ECORRUPT ("... is N bytes, expected at least M");
+	 * a missing object is DCP_ENOTFOUND. */
+	int (*read)(dcp_backend *b, const char *path, uint64_t offset, uint64_t len, void *dst, dcp_msg *msg);
+	/* Reads a whole (small) object: *data is malloc'd, caller frees.
+	 * Missing: DCP_ENOTFOUND. */
+	int (*get)(dcp_backend *b, const char *path, void **data, uint64_t *len, dcp_msg *msg);
+	/* Replaces path with data atomically and durably: readers see either the
+	 * old object or the new one, never neither, never a partial one (file:
+	 * temp file, fsync, rename, fsync of the directory). */
+	int (*put_atomic)(dcp_backend *b, const char *path, const void *data, uint64_t len, dcp_msg *msg);
+	/* Removes path; a missing object is not an error. */
+	int (*remove)(dcp_backend *b, const char *path, dcp_msg *msg);
+	/* Calls fn for every object under the root whose path starts with
+	 * prefix ("" for all), in no particular order. fn returning nonzero stops
+	 * the listing and is returned. */
+	int (*list)(dcp_backend *b, const char *prefix, int (*fn)(const char *path, uint64_t size, void *arg),
+	            void *arg, dcp_msg *msg);
+	/* 1 if path exists, 0 if not, or a negative error. */
+	int (*exists)(dcp_backend *b, const char *path, dcp_msg *msg);
+	/* A printable location of path for messages (e.g. "/ckpt/run1/x");
+	 * writes into buf (always NUL-terminated) and returns buf. */
+	const char *(*describe)(dcp_backend *b, const char *path, char *buf, size_t buflen);
+	/* Frees the backend. */
+	void (*destroy)(dcp_backend *b);
+} dcp_backend_ops;
+
+/* Backends embed this as their first member. */
+struct dcp_backend {
+	const dcp_backend_ops *ops;
+	uint64_t capabilities; /* DCP_CAP_* that this backend gives a plugin */
+};
+struct dcp_backend_writer {
+	dcp_backend *backend;
+};
+
+#endif /* DCP_BACKEND_H */
