@@ -259,6 +259,16 @@ DCP_EXTERN size_t dcp_registry_count(dcp_registry *reg);
 DCP_EXTERN int dcp_registry_info(dcp_registry *reg, size_t i, dcp_plugin_info *out);
 
 /*
+ * The plugin that handles url (after the URL pipeline: a bare path means
+ * file://, "faulty+x://" goes to the faulty plugin). The registry keeps
+ * ownership. For tools that drive the storage ABI directly.
+ */
+DCP_EXTERN int dcp_registry_find(dcp_registry *reg, const char *url, dcp_plugin **out, dcp_error **err);
+
+/* Removes the checkpoint at url (metadata first, so it is never half there). */
+DCP_EXTERN int dcp_remove(const char *url, dcp_registry *reg, dcp_error **err);
+
+/*
  * Checks a checkpoint id the way a save (for_write = 1) or load would,
  * without touching any data: URL syntax, scheme, then the plugin's own
  * validate_checkpoint_id.
