@@ -1,0 +1,514 @@
+/*
+ * dcp_load: the two-phase load protocol.
+ *
+ *   plan step: every rank: validate id, reader_open, read_metadata,
+ *              set_up_storage_reader, create_local_plan (resharding),
+ *              prepare_local_plan -> gather -> coordinator:
+ *              create_global_plan, prepare_global_plan -> scatter
+ *   read step: every rank: read_data in batches of bounded memory, verify
+ *              block checksums, copy each box into the state's buffers
+ *              -> gather outcomes -> the same outcome on every rank
+ *
+ * Unlike DCP, a read_metadata failure is reported as itself, with its rank.
+ * Data is verified before it is copied into a caller's buffer, except when a
+ * stored chunk is read whole straight into an identical destination chunk;
+ * then a mismatch still fails the load.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "box.h"
+#include "error_internal.h"
+#include "future.h"
+#include "metadata_internal.h"
+#include "outcome.h"
+#include "plan_codec.h"
+#include "planner_internal.h"
+#include "protocol.h"
+#include "registry_internal.h"
+#include "state_internal.h"
+#include "url.h"
+
+/* Bytes of staging memory one batch of reads may use, per rank. */
+#define STAGING_LIMIT ((uint64_t)256 << 20)
+
+typedef struct load_run {
+	dcp_state *state;
+	dcp_comm *comm;
+	int rank, size;
+	dcp_load_options opts;
+	dcp_load_planner planner;
+	dcp_plugin *plugin;
+	char *url;
+	dcp_storage_reader *reader;
+	dcp_metadata *md;
+	dcp_load_plan final_plan;
+	dcp_load_plan *plans; /* coordinator */
+	int nplans;
+} load_run;
+
+static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
+{
+	dcp_msg msg = {{0}};
+	int rc = dcp_registry_resolve(l->opts.registry, l->url, 1, 0, &l->plugin, NULL, &msg);
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "validate_checkpoint_id", &msg);
+		return;
+	}
+	dcp_open_options oo = {DCP_OPEN_OPTIONS_VERSION, l->rank, l->size, 1};
+	rc = l->plugin->reader_open(l->plugin, l->url, &oo, &l->reader, &msg);
+	if (rc == DCP_OK && l->reader == NULL)
+		rc = DCP_EPLUGIN;
+	if (rc != DCP_OK) {
+		l->reader = NULL;
+		dcp_fail_msg(f, rc, "reader_open", &msg);
+		return;
+	}
+	rc = dcp_check_reader_ops(l->plugin, l->reader->ops, &msg);
+	if (rc != DCP_OK) {
+		l->reader = NULL;
+		dcp_fail_msg(f, rc, "reader_open", &msg);
+		return;
+	}
+	const dcp_reader_ops *ops = l->reader->ops;
+	rc = ops->read_metadata(l->reader, &l->md, &msg);
+	if (rc == DCP_OK && l->md == NULL)
+		rc = DCP_EPLUGIN;
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "read_metadata", &msg);
+		return;
+	}
+	rc = ops->set_up_storage_reader(l->reader, l->md, l->rank == l->opts.coordinator, l->rank, l->size, &msg);
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "set_up_storage_reader", &msg);
+		return;
+	}
+	rc = l->planner.create_local_plan(l->planner.ctx, l->state, l->md, &l->opts, local, &msg);
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "create_local_plan", &msg);
+		return;
+	}
+	if (ops->prepare_local_plan != NULL) {
+		rc = ops->prepare_local_plan(l->reader, local, &msg);
+		if (rc != DCP_OK)
+			dcp_fail_msg(f, rc, "prepare_local_plan", &msg);
+	}
+}
+
+static int plan_global(void *ctx, const dcp_buf *payloads, int n, dcp_buf *replies, const char **stage,
+                       dcp_msg *msg)
+{
+	load_run *l = ctx;
+	*stage = "create_global_plan";
+	l->plans = calloc((size_t)n, sizeof(*l->plans));
+	if (l->plans == NULL) {
+		dcp_msgf(msg, "out of memory on the coordinator");
+		return DCP_ENOMEM;
+	}
+	l->nplans = n;
+	for (int r = 0; r < n; r++) {
+		int rc = dcp_load_plan_decode(payloads[r].data, payloads[r].len, &l->plans[r]);
+		if (rc != DCP_OK) {
+			dcp_msgf(msg, "the plan of rank %d could not be decoded (%s)", r, dcp_strerror(rc));
+			return rc;
+		}
+	}
+	int rc = l->planner.create_global_plan(l->planner.ctx, l->plans, n, msg);
+	if (rc != DCP_OK)
+		return rc;
+	if (l->reader->ops->prepare_global_plan != NULL) {
+		*stage = "prepare_global_plan";
+		rc = l->reader->ops->prepare_global_plan(l->reader, l->plans, n, msg);
+		if (rc != DCP_OK)
+			return rc;
+	}
+	for (int r = 0; r < n; r++) {
+		dcp_wbuf w = {0};
+		dcp_load_plan_encode(&l->plans[r], &w);
+		if (w.failed) {
+			dcp_wbuf_free(&w);
+			dcp_msgf(msg, "out of memory encoding the plan of rank %d", r);
+			return DCP_ENOMEM;
+		}
+		replies[r].data = w.data;
+		replies[r].len = w.len;
+	}
+	return DCP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read step                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* One read and what to do with its bytes. */
+typedef struct pending_read {
+	const dcp_read_item *item;
+	const dcp_md_item *mi;
+	const dcp_md_chunk *chunk;
+	uint64_t first, end; /* byte range of the stored chunk being read */
+	void *buf;           /* staging (owned) or the destination itself */
+	int direct;
+	void *dst;           /* destination chunk, for tensors */
+	uint64_t dst_off[DCP_MAX_DIMS], dst_sz[DCP_MAX_DIMS];
+} pending_read;
+
+static void chunk_text(char *buf, size_t len, const dcp_md_item *mi, const dcp_md_chunk *c)
+{
+	size_t used = (size_t)snprintf(buf, len, "offsets [");
+	for (int d = 0; d < mi->ndim && used < len; d++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%llu", d ? ", " : "",
+		                         (unsigned long long)c->offsets[d]);
+	if (used < len)
+		used += (size_t)snprintf(buf + used, len - used, "] sizes [");
+	for (int d = 0; d < mi->ndim && used < len; d++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%llu", d ? ", " : "",
+		                         (unsigned long long)c->sizes[d]);
+	if (used < len)
+		snprintf(buf + used, len - used, "]");
+}
+
+/* Checks every checksum block wholly inside [first, end) of the chunk; the
+ * range was widened to block boundaries (or the chunk's end) beforehand. */
+static int verify(const load_run *l, const pending_read *p, dcp_msg *msg)
+{
+	const dcp_storage_info *si = &p->chunk->storage;
+	uint64_t B = l->md->checksum_block;
+	for (uint64_t k = p->first / B; k * B < p->end; k++) {
+		uint64_t start = k * B;
+		uint64_t blen = si->length - start < B ? si->length - start : B;
+		if (k >= si->nsums)
+			break;
+		uint64_t got = dcp_checksum((const unsigned char *)p->buf + (start - p->first), blen);
+		if (got != si->sums[k]) {
+			char where[300] = "";
+			if (p->mi->type == DCP_ITEM_TENSOR)
+				chunk_text(where, sizeof(where), p->mi, p->chunk);
+			dcp_msgf(msg, "checksum mismatch in '%s'%s%s%s: object '%s' bytes [%llu, %llu) do not match "
+			              "the checkpoint's metadata: the checkpoint is damaged; restore it from another "
+			              "copy or save it again (or load with verify=0 at your own risk)",
+			         p->mi->key, where[0] ? " (chunk at " : "", where, where[0] ? ")" : "", si->path,
+			         (unsigned long long)(si->offset + start), (unsigned long long)(si->offset + start + blen));
+			return DCP_ECORRUPT;
+		}
+	}
+	return DCP_OK;
+}
+
+/* Prepares one read item: which bytes to read and where they go. */
+static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, dcp_msg *msg)
+{
+	memset(p, 0, sizeof(*p));
+	p->item = it;
+	p->mi = &l->md->items[it->md_item];
+	p->chunk = &p->mi->chunks[it->md_chunk];
+	const dcp_storage_info *si = &p->chunk->storage;
+	if (p->mi->type == DCP_ITEM_BYTES) {
+		p->first = 0;
+		p->end = si->length;
+	} else {
+		int rc = l->planner.resolve_tensor(l->planner.ctx, l->state, it, &p->dst, p->dst_off, p->dst_sz, msg);
+		if (rc != DCP_OK)
+			return rc;
+		int nd = p->mi->ndim;
+		uint64_t elem = dcp_dtype_size(p->mi->dtype);
+		if (nd == 0) {
+			p->first = 0;
+			p->end = elem;
+			p->direct = 1;
+		} else {
+			dcp_box_byte_range(nd, p->chunk->offsets, p->chunk->sizes, it->box_offsets, it->box_sizes, elem,
+			                   &p->first, &p->end);
+			p->direct = dcp_box_equal(nd, it->box_offsets, it->box_sizes, p->chunk->offsets,
+			                          p->chunk->sizes) &&
+			            dcp_box_equal(nd, it->box_offsets, it->box_sizes, p->dst_off, p->dst_sz);
+		}
+		if (p->direct)
+			p->buf = p->dst;
+	}
+	if (l->opts.verify && !p->direct) {
+		uint64_t B = l->md->checksum_block;
+		p->first = p->first / B * B;
+		p->end = (p->end + B - 1) / B * B;
+		if (p->end > si->length)
+			p->end = si->length;
+	}
+	return DCP_OK;
+}
+
+static int deliver(load_run *l, pending_read *p, dcp_msg *msg)
+{
+	if (l->opts.verify) {
+		int rc = verify(l, p, msg);
+		if (rc != DCP_OK)
+			return rc;
+	}
+	const dcp_read_item *it = p->item;
+	if (p->mi->type == DCP_ITEM_BYTES)
+		return l->planner.load_bytes(l->planner.ctx, l->state, it, p->buf, p->end - p->first, msg);
+	if (!p->direct)
+		dcp_box_copy(p->mi->ndim, dcp_dtype_size(p->mi->dtype), p->buf, p->first, p->chunk->offsets,
+		             p->chunk->sizes, p->dst, p->dst_off, p->dst_sz, it->box_offsets, it->box_sizes);
+	return l->planner.commit_tensor(l->planner.ctx, l->state, it, msg);
+}
+
+/* Reads one batch, then verifies and delivers it. Frees staging buffers. */
+static void run_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t n, dcp_local_failure *f)
+{
+	dcp_msg msg = {{0}};
+	dcp_future *fut = dcp_future_new();
+	if (fut == NULL) {
+		dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory");
+		return;
+	}
+	int rc = l->reader->ops->read_data(l->reader, &l->final_plan, reqs, n, fut, &msg);
+	if (rc == DCP_OK)
+		rc = dcp_future_wait(fut, &msg);
+	dcp_future_free(fut);
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "read_data", &msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rc = deliver(l, &ps[i], &msg);
+		if (rc != DCP_OK) {
+			dcp_fail_msg(f, rc, rc == DCP_ECORRUPT ? "verify" : "commit", &msg);
+			return;
+		}
+	}
+}
+
+/* Runs the batch [start, end) and frees its staging buffers. */
+static void flush_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t start, size_t end,
+                        dcp_local_failure *f)
+{
+	run_batch(l, &ps[start], &reqs[start], end - start, f);
+	for (size_t k = start; k < end; k++)
+		if (!ps[k].direct) {
+			free(ps[k].buf);
+			ps[k].buf = NULL;
+		}
+}
+
+static int check_plan_indexes(const load_run *l, dcp_msg *msg)
+{
+	size_t ne = dcp_state_count(l->state);
+	for (size_t i = 0; i < l->final_plan.nitems; i++) {
+		const dcp_read_item *it = &l->final_plan.items[i];
+		if (it->md_item >= l->md->nitems || it->md_chunk >= l->md->items[it->md_item].nchunks ||
+		    it->entry >= ne) {
+			dcp_msgf(msg, "read item %zu of the final plan points outside the metadata or the state", i);
+			return DCP_EPLAN;
+		}
+	}
+	return DCP_OK;
+}
+
+static void read_local(load_run *l, const dcp_buf *plan_reply, dcp_local_failure *f)
+{
+	dcp_msg msg = {{0}};
+	int rc = dcp_load_plan_decode(plan_reply->data, plan_reply->len, &l->final_plan);
+	if (rc == DCP_OK)
+		rc = check_plan_indexes(l, &msg);
+	else
+		dcp_msgf(&msg, "the final plan from the coordinator could not be decoded");
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "read_data", &msg);
+		return;
+	}
+	size_t n = l->final_plan.nitems;
+	pending_read *ps = calloc(n ? n : 1, sizeof(*ps));
+	dcp_read_req *reqs = calloc(n ? n : 1, sizeof(*reqs));
+	if (ps == NULL || reqs == NULL) {
+		dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory preparing %zu reads", n);
+		goto out;
+	}
+	/* ps[i] and reqs[i] belong to plan item i; a batch is a run [start, i). */
+	size_t start = 0;
+	uint64_t staged = 0;
+	for (size_t i = 0; i < n && f->code == DCP_OK; i++) {
+		pending_read *p = &ps[i];
+		rc = prepare_read(l, &l->final_plan.items[i], p, &msg);
+		if (rc != DCP_OK) {
+			dcp_fail_msg(f, rc, "resolve_tensor", &msg);
+			break;
+		}
+		uint64_t need = p->direct ? 0 : p->end - p->first;
+		if (i > start && staged + need > STAGING_LIMIT) {
+			flush_batch(l, ps, reqs, start, i, f);
+			start = i;
+			staged = 0;
+			if (f->code != DCP_OK)
+				break;
+		}
+		if (!p->direct) {
+			p->buf = malloc(need ? need : 1);
+			if (p->buf == NULL) {
+				dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory staging %llu bytes of '%s'",
+				         (unsigned long long)need, p->mi->key);
+				break;
+			}
+			staged += need;
+		}
+		reqs[i].storage = &p->chunk->storage;
+		reqs[i].offset = p->first;
+		reqs[i].length = p->end - p->first;
+		reqs[i].dst = p->buf;
+	}
+	if (f->code == DCP_OK && start < n)
+		flush_batch(l, ps, reqs, start, n, f);
+out:
+	if (ps != NULL)
+		for (size_t k = 0; k < n; k++)
+			if (!ps[k].direct)
+				free(ps[k].buf);
+	free(ps);
+	free(reqs);
+}
+
+/* After success: every state entry the checkpoint had is loaded. */
+static void mark_loaded(load_run *l)
+{
+	size_t ne = dcp_state_count(l->state);
+	for (size_t i = 0; i < ne; i++) {
+		const dcp_state_entry *e = dcp_state_entry_at(l->state, i);
+		const dcp_md_item *mi = dcp_metadata_find(l->md, e->key);
+		if (mi == NULL)
+			continue;
+		uint64_t len = 0;
+		if (mi->type == DCP_ITEM_BYTES && mi->nchunks == 1)
+			len = mi->chunks[0].storage.length;
+		dcp_state_mark_loaded(l->state, i, len);
+	}
+}
+
+static int check_args(const dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_options *o,
+                      dcp_error **err)
+{
+	const char *problem = NULL;
+	if (state == NULL)
+		problem = "state is NULL";
+	else if (url == NULL)
+		problem = "url is NULL";
+	else if (o->version < 1 || o->version > DCP_LOAD_OPTIONS_VERSION)
+		problem = "options.version is not DCP_LOAD_OPTIONS_VERSION (initialise with DCP_LOAD_OPTIONS_INIT)";
+	else if (o->coordinator < 0 || o->coordinator >= comm->size(comm))
+		problem = "options.coordinator is not a rank of the comm";
+	if (problem == NULL)
+		return DCP_OK;
+	dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_load", "dcp_load: %s", problem));
+	return DCP_EINVAL;
+}
+
+int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_options *options,
+             dcp_error **err)
+{
+	static const dcp_load_options defaults = DCP_LOAD_OPTIONS_INIT;
+	dcp_comm *owned = NULL;
+	if (err != NULL)
+		*err = NULL;
+	comm = dcp_comm_or_single(comm, &owned);
+	if (comm == NULL) {
+		dcp_error_set(err, dcp_error_local(DCP_ENOMEM, "dcp_load", "out of memory creating a comm"));
+		return DCP_ENOMEM;
+	}
+	load_run l;
+	memset(&l, 0, sizeof(l));
+	l.opts = options ? *options : defaults;
+	int rc = check_args(state, url, comm, &l.opts, err);
+	if (rc != DCP_OK) {
+		dcp_comm_free(owned);
+		return rc;
+	}
+	l.state = state;
+	l.comm = comm;
+	l.rank = comm->rank(comm);
+	l.size = comm->size(comm);
+	dcp_load_planner_resolve(l.opts.planner, &l.planner);
+	dcp_state_reset_loaded(state);
+	dcp_msg msg = {{0}};
+	rc = dcp_url_canonical(url, &l.url, &msg);
+
+	dcp_local_failure f = {0};
+	dcp_load_plan local = {0};
+	dcp_wbuf w = {0};
+	if (rc != DCP_OK)
+		dcp_fail_msg(&f, rc, "validate_checkpoint_id", &msg);
+	else
+		plan_local(&l, &f, &local);
+	if (f.code == DCP_OK) {
+		dcp_load_plan_encode(&local, &w);
+		if (w.failed)
+			dcp_fail(&f, DCP_ENOMEM, "create_local_plan", "out of memory encoding the local plan");
+	}
+	dcp_step_local mine = {f.code, f.stage, f.msg.text, w.data, w.len};
+	dcp_buf reply = {0};
+	rc = dcp_step_exchange(comm, l.opts.coordinator, "plan", &mine, plan_global, &l, &reply, err);
+	dcp_wbuf_free(&w);
+	dcp_load_plan_clear(&local);
+
+	if (rc == DCP_OK) {
+		dcp_local_failure rf = {0};
+		read_local(&l, &reply, &rf);
+		dcp_step_local rmine = {rf.code, rf.stage, rf.msg.text, NULL, 0};
+		dcp_buf rreply = {0};
+		rc = dcp_step_exchange(comm, l.opts.coordinator, "read", &rmine, NULL, NULL, &rreply, err);
+		free(rreply.data);
+		if (rc == DCP_OK)
+			mark_loaded(&l);
+	}
+	free(reply.data);
+
+	if (l.reader != NULL)
+		l.reader->ops->close(l.reader);
+	dcp_load_plan_clear(&l.final_plan);
+	if (l.plans != NULL)
+		for (int r = 0; r < l.nplans; r++)
+			dcp_load_plan_clear(&l.plans[r]);
+	free(l.plans);
+	dcp_metadata_free(l.md);
+	free(l.url);
+	dcp_comm_free(owned);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metadata only                                                            */
+/* ------------------------------------------------------------------------ */
+
+int dcp_read_metadata(const char *url, dcp_registry *reg, dcp_metadata **out, dcp_error **err)
+{
+	dcp_msg msg = {{0}};
+	dcp_plugin *p = NULL;
+	char *canon = NULL;
+	if (out == NULL)
+		return DCP_EINVAL;
+	*out = NULL;
+	int rc = dcp_registry_resolve(reg, url, 1, 0, &p, &canon, &msg);
+	if (rc != DCP_OK) {
+		dcp_error_set(err, dcp_error_local(rc, "validate_checkpoint_id", "%s", msg.text));
+		return rc;
+	}
+	dcp_open_options oo = {DCP_OPEN_OPTIONS_VERSION, 0, 1, 1};
+	dcp_storage_reader *r = NULL;
+	const char *stage = "reader_open";
+	rc = p->reader_open(p, canon, &oo, &r, &msg);
+	if (rc == DCP_OK && r == NULL)
+		rc = DCP_EPLUGIN;
+	if (rc == DCP_OK && (rc = dcp_check_reader_ops(p, r->ops, &msg)) != DCP_OK)
+		r = NULL;
+	if (rc == DCP_OK) {
+		stage = "read_metadata";
+		rc = r->ops->read_metadata(r, out, &msg);
+		if (rc == DCP_OK && *out == NULL)
+			rc = DCP_EPLUGIN;
+	}
+	if (r != NULL)
+		r->ops->close(r);
+	free(canon);
+	if (rc != DCP_OK) {
+		dcp_metadata_free(*out);
+		*out = NULL;
+		dcp_error_set(err, dcp_error_local(rc, stage, "%s", msg.text[0] ? msg.text : dcp_strerror(rc)));
+	}
+	return rc;
+}
