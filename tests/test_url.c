@@ -16,7 +16,8 @@ Test(url, parses_scheme_rest_and_params)
 {
 	dcp_url u;
 	dcp_msg msg = {{0}};
-	int rc = dcp_url_parse("FILE://tmp/ckpt%20dir?threads=4&name=hello%20world%21&flag&x=a%3Db%26c", &u, &msg);
+	int rc = dcp_url_parse("FILE://tmp/ckpt%20dir?threads=4&name=hello%20world%21&flag&x=a%3Db%26c", &u,
+	                       &msg);
 
 	cr_assert_eq(rc, DCP_OK, "%s", msg.text);
 	cr_expect_str_eq(u.scheme, "file");
@@ -112,6 +113,9 @@ Test(url, missing_scheme_is_refused)
 	cr_expect_eq(dcp_url_parse("/tmp/x:/y", &u, &msg), DCP_EID);
 	cr_expect(strstr(msg.text, "'/tmp/x:/y' has no scheme") != NULL, "%s", msg.text);
 	dcp_url_clear(&u);
+	cr_expect_eq(dcp_url_parse("/ckpt/x?from=s3://b", &u, &msg), DCP_EID);
+	cr_expect_str_eq(msg.text, "checkpoint id '/ckpt/x?from=s3://b' has no scheme (expected scheme://...)");
+	dcp_url_clear(&u);
 	cr_expect_eq(dcp_url_parse("://x", &u, &msg), DCP_EID);
 	cr_expect(strstr(msg.text, "empty scheme") != NULL, "%s", msg.text);
 	dcp_url_clear(&u);
@@ -132,15 +136,16 @@ Test(url, bad_scheme_is_refused)
 
 Test(url, bad_percent_escapes_are_refused)
 {
-	static const char *bad[] = {"mem://r?a=%zz", "mem://r?a=%4", "mem://r?a=%", "mem://r?a=%00",
-	                            "mem://r?%g1=x", "mem://r?a=1&b=%2"};
+	static const char *bad[] = {"mem://r?a=%zz", "mem://r?a=%4",  "mem://r?a=%",
+	                            "mem://r?a=%00", "mem://r?%g1=x", "mem://r?a=1&b=%2"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		dcp_url u;
 		dcp_msg msg = {{0}};
 		char want[256];
 		snprintf(want, sizeof(want), "bad percent escape in query of '%s'", bad[i]);
 		cr_expect_eq(dcp_url_parse(bad[i], &u, &msg), DCP_EID, "%s", bad[i]);
-		cr_expect(strncmp(msg.text, want, strlen(want)) == 0, "got '%s', want '%s...'", msg.text, want);
+		cr_expect(strncmp(msg.text, want, strlen(want)) == 0, "got '%s', want '%s...'", msg.text,
+		          want);
 		dcp_url_clear(&u);
 	}
 }
@@ -236,9 +241,24 @@ Test(url, parse_size_accepts_suffixes)
 
 Test(url, parse_size_refuses_junk_and_overflow)
 {
-	static const char *bad[] = {"",   "K",    "-1",   " 1",     "1 ",   "1.5G", "4KiBB", "4iB",
-	                            "4Ki", "4X",  "0x10", "+1",     "4KK",  "1P",   "18446744073709551616",
-	                            "16777216T", "17179869184G", "4B4"};
+	static const char *bad[] = {"",
+	                            "K",
+	                            "-1",
+	                            " 1",
+	                            "1 ",
+	                            "1.5G",
+	                            "4KiBB",
+	                            "4iB",
+	                            "4Ki",
+	                            "4X",
+	                            "0x10",
+	                            "+1",
+	                            "4KK",
+	                            "1P",
+	                            "18446744073709551616",
+	                            "16777216T",
+	                            "17179869184G",
+	                            "4B4"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint64_t v = 7;
 		cr_expect_eq(dcp_parse_size(bad[i], &v), DCP_EINVAL, "'%s' was accepted", bad[i]);
@@ -260,7 +280,8 @@ Test(url, parse_int_checks_syntax_and_range)
 	cr_expect_eq(dcp_parse_int("9223372036854775807", 0, 9223372036854775807LL, &v), DCP_OK);
 	cr_expect_eq(v, 9223372036854775807LL);
 	v = 7;
-	static const char *bad[] = {"101", "-1", "", " 1", "1 ", "1a", "0x1", "+1", "9223372036854775808", "1.0"};
+	static const char *bad[] = {"101", "-1", "", " 1", "1 ", "1a", "0x1", "+1", "9223372036854775808",
+	                            "1.0"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_expect_eq(dcp_parse_int(bad[i], 0, 100, &v), DCP_EINVAL, "'%s' was accepted", bad[i]);
 		cr_expect_eq(v, 7);
@@ -273,8 +294,8 @@ Test(url, parse_bool_words)
 	static const struct {
 		const char *s;
 		int v;
-	} ok[] = {{"1", 1},  {"0", 0},   {"true", 1}, {"false", 0}, {"yes", 1},
-	          {"no", 0}, {"on", 1},  {"off", 0},  {"TRUE", 1},  {"Off", 0}};
+	} ok[] = {{"1", 1},  {"0", 0},  {"true", 1}, {"false", 0}, {"yes", 1},
+	          {"no", 0}, {"on", 1}, {"off", 0},  {"TRUE", 1},  {"Off", 0}};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		int v = 7;
 		cr_expect_eq(dcp_parse_bool(ok[i].s, &v), DCP_OK, "%s", ok[i].s);
@@ -340,14 +361,15 @@ Test(url, rank_set_refuses_bad_lists)
 	static const struct {
 		const char *s, *why;
 	} bad[] = {
-	        {"2-1", "reversed"}, {"1,,2", "at ',2'"}, {"1,", "at ''"}, {",1", "at ',1'"},
-	        {"a", "at 'a'"},     {"*,1", "'*'"},      {"1-", "at '1-'"}, {"-1", "at '-1'"},
+	        {"2-1", "reversed"},   {"1,,2", "at ',2'"}, {"1,", "at ''"},         {",1", "at ',1'"},
+	        {"a", "at 'a'"},       {"*,1", "'*'"},      {"1-", "at '1-'"},       {"-1", "at '-1'"},
 	        {"65536", "0..65535"}, {"1 2", "at '1 2'"}, {"1-2-3", "at '1-2-3'"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		dcp_rank_set s;
 		dcp_msg msg = {{0}};
-		cr_expect_eq(dcp_rank_set_parse(bad[i].s, &s, &msg), DCP_EINVAL, "'%s' was accepted", bad[i].s);
+		cr_expect_eq(dcp_rank_set_parse(bad[i].s, &s, &msg), DCP_EINVAL, "'%s' was accepted",
+		             bad[i].s);
 		cr_expect(strstr(msg.text, bad[i].s) != NULL, "message names the list: %s", msg.text);
 		cr_expect(strstr(msg.text, bad[i].why) != NULL, "'%s': %s", bad[i].s, msg.text);
 		cr_expect_null(s.ranks, "nothing left to free after a failure");

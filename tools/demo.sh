@@ -17,6 +17,11 @@ fi
 cmake --build build --parallel "$jobs"
 
 if [ -x build/bin/dcp ]; then
+	# 'dcp demo' saves to file://./dcp-demo by default; without the file
+	# plugin in this build, keep the checkpoint in memory instead.
+	if [ $# -eq 0 ] && [ ! -e build/lib/dcp/plugins/dcp-fs.so ]; then
+		set -- mem://demo
+	fi
 	exec build/bin/dcp demo "$@"
 fi
 exec build/bin/dcp-example-mem "$@"

@@ -344,7 +344,8 @@ static int mem_writer_close(dcp_backend_writer *bw, dcp_msg *msg)
 	i = store_find(s, w->key, &found);
 	if (found) {
 		rc = DCP_EIO;
-		dcp_msgf(msg, "object mem://%s appeared while it was being written; the new one was dropped", w->key);
+		dcp_msgf(msg, "object mem://%s appeared while it was being written; the new one was dropped",
+		         w->key);
 	} else {
 		rc = store_insert(s, i, w->key, w->obj);
 		if (rc != DCP_OK)
@@ -376,9 +377,12 @@ static int mem_read(dcp_backend *base, const char *path, uint64_t offset, uint64
 		return DCP_ENOTFOUND;
 	}
 	if (offset > o->size || len > o->size - offset) {
-		dcp_msgf(msg, "object %s is %llu bytes, expected at least %llu (reading %llu bytes at offset %llu)",
-		         mem_describe(base, path, where, sizeof(where)), (unsigned long long)o->size,
-		         (unsigned long long)(offset + len), (unsigned long long)len, (unsigned long long)offset);
+		dcp_msgf(
+		        msg,
+		        "object %s is %llu bytes, expected at least %llu (reading %llu bytes at offset %llu)",
+		        mem_describe(base, path, where, sizeof(where)), (unsigned long long)o->size,
+		        (unsigned long long)(offset + len), (unsigned long long)len,
+		        (unsigned long long)offset);
 		obj_unref(o);
 		return DCP_ECORRUPT;
 	}
@@ -484,8 +488,8 @@ typedef struct listed {
 	uint64_t size;
 } listed;
 
-static int mem_list(dcp_backend *base, const char *prefix, int (*fn)(const char *path, uint64_t size, void *arg),
-                    void *arg, dcp_msg *msg)
+static int mem_list(dcp_backend *base, const char *prefix,
+                    int (*fn)(const char *path, uint64_t size, void *arg), void *arg, dcp_msg *msg)
 {
 	mem_backend *b = (mem_backend *)base;
 	dcp_mem_store *s = b->store;
@@ -551,19 +555,19 @@ static void mem_destroy(dcp_backend *base)
 }
 
 static const dcp_backend_ops mem_ops = {
-	.version = DCP_BACKEND_VERSION,
-	.writer_open = mem_writer_open,
-	.writer_append = mem_writer_append,
-	.writer_close = mem_writer_close,
-	.writer_abort = mem_writer_abort,
-	.read = mem_read,
-	.get = mem_get,
-	.put_atomic = mem_put_atomic,
-	.remove = mem_remove,
-	.list = mem_list,
-	.exists = mem_exists,
-	.describe = mem_describe,
-	.destroy = mem_destroy,
+        .version = DCP_BACKEND_VERSION,
+        .writer_open = mem_writer_open,
+        .writer_append = mem_writer_append,
+        .writer_close = mem_writer_close,
+        .writer_abort = mem_writer_abort,
+        .read = mem_read,
+        .get = mem_get,
+        .put_atomic = mem_put_atomic,
+        .remove = mem_remove,
+        .list = mem_list,
+        .exists = mem_exists,
+        .describe = mem_describe,
+        .destroy = mem_destroy,
 };
 
 int dcp_mem_backend_open(dcp_mem_store *store, const char *ns, dcp_backend **out, dcp_msg *msg)

@@ -27,14 +27,14 @@
 
 typedef struct posix_backend {
 	dcp_backend base;
-	char *root;                /* no trailing '/', except for "/" itself */
-	atomic_uint tmp_seq;       /* for unique temporary names */
+	char *root;          /* no trailing '/', except for "/" itself */
+	atomic_uint tmp_seq; /* for unique temporary names */
 } posix_backend;
 
 typedef struct posix_writer {
 	dcp_backend_writer base;
 	int fd;
-	char *full;       /* owned */
+	char *full; /* owned */
 	uint64_t written;
 } posix_writer;
 
@@ -227,7 +227,8 @@ static int px_writer_close(dcp_backend_writer *bw, dcp_msg *msg)
 /* ------------------------------------------------------------------------ */
 /* Reads                                                                    */
 /* ------------------------------------------------------------------------ */
-static int px_read(dcp_backend *base, const char *path, uint64_t offset, uint64_t len, void *dst, dcp_msg *msg)
+static int px_read(dcp_backend *base, const char *path, uint64_t offset, uint64_t len, void *dst,
+                   dcp_msg *msg)
 {
 	posix_backend *b = (posix_backend *)base;
 	char *full = full_path(b, path), *p = dst;
@@ -256,15 +257,19 @@ static int px_read(dcp_backend *base, const char *path, uint64_t offset, uint64_
 			if (errno == EINTR)
 				continue;
 			char eb[128];
-			dcp_msgf(msg, "cannot read %llu bytes at offset %llu of %s: %s", (unsigned long long)len,
-			         (unsigned long long)offset, full, errtext(errno, eb, sizeof(eb)));
+			dcp_msgf(msg, "cannot read %llu bytes at offset %llu of %s: %s",
+			         (unsigned long long)len, (unsigned long long)offset, full,
+			         errtext(errno, eb, sizeof(eb)));
 			rc = DCP_EIO;
 			goto out;
 		}
 		if (r == 0) {
 			struct stat st;
-			unsigned long long size = fstat(fd, &st) == 0 ? (unsigned long long)st.st_size : offset + done;
-			dcp_msgf(msg, "file %s is %llu bytes, expected at least %llu (reading %llu bytes at offset %llu)",
+			unsigned long long size =
+			        fstat(fd, &st) == 0 ? (unsigned long long)st.st_size : offset + done;
+			dcp_msgf(msg,
+			         "file %s is %llu bytes, expected at least %llu (reading %llu bytes at "
+			         "offset %llu)",
 			         full, size, (unsigned long long)(offset + len), (unsigned long long)len,
 			         (unsigned long long)offset);
 			rc = DCP_ECORRUPT;
@@ -358,8 +363,8 @@ static int px_put_atomic(dcp_backend *base, const char *path, const void *data, 
 	dir = dir_of(full);
 	name = strrchr(full, '/') + 1;
 	if (dir != NULL)
-		tmp = dcp_asprintf("%s/.%s.tmp-%ld-%u", strcmp(dir, "/") == 0 ? "" : dir, name, (long)getpid(),
-		                   atomic_fetch_add(&b->tmp_seq, 1));
+		tmp = dcp_asprintf("%s/.%s.tmp-%ld-%u", strcmp(dir, "/") == 0 ? "" : dir, name,
+		                   (long)getpid(), atomic_fetch_add(&b->tmp_seq, 1));
 	if (dir == NULL || tmp == NULL) {
 		rc = nomem(msg, "writing", full);
 		goto out;
@@ -472,8 +477,8 @@ static int list_dir(list_ctx *c, const char *dir, const char *rel, int depth)
 	return rc;
 }
 
-static int px_list(dcp_backend *base, const char *prefix, int (*fn)(const char *path, uint64_t size, void *arg),
-                   void *arg, dcp_msg *msg)
+static int px_list(dcp_backend *base, const char *prefix,
+                   int (*fn)(const char *path, uint64_t size, void *arg), void *arg, dcp_msg *msg)
 {
 	posix_backend *b = (posix_backend *)base;
 	list_ctx c;
@@ -527,19 +532,19 @@ static void px_destroy(dcp_backend *base)
 }
 
 static const dcp_backend_ops posix_ops = {
-	.version = DCP_BACKEND_VERSION,
-	.writer_open = px_writer_open,
-	.writer_append = px_writer_append,
-	.writer_close = px_writer_close,
-	.writer_abort = px_writer_abort,
-	.read = px_read,
-	.get = px_get,
-	.put_atomic = px_put_atomic,
-	.remove = px_remove,
-	.list = px_list,
-	.exists = px_exists,
-	.describe = px_describe,
-	.destroy = px_destroy,
+        .version = DCP_BACKEND_VERSION,
+        .writer_open = px_writer_open,
+        .writer_append = px_writer_append,
+        .writer_close = px_writer_close,
+        .writer_abort = px_writer_abort,
+        .read = px_read,
+        .get = px_get,
+        .put_atomic = px_put_atomic,
+        .remove = px_remove,
+        .list = px_list,
+        .exists = px_exists,
+        .describe = px_describe,
+        .destroy = px_destroy,
 };
 
 int dcp_posix_backend_open(const char *root, dcp_backend **out, dcp_msg *msg)

@@ -179,7 +179,8 @@ int dcp_storage_path_is_safe(const char *path)
 	for (;;) {
 		const char *end = strchr(comp, '/');
 		size_t len = end != NULL ? (size_t)(end - comp) : strlen(comp);
-		if (len == 0 || (len == 1 && comp[0] == '.') || (len == 2 && comp[0] == '.' && comp[1] == '.'))
+		if (len == 0 || (len == 1 && comp[0] == '.') ||
+		    (len == 2 && comp[0] == '.' && comp[1] == '.'))
 			return 0;
 		if (end == NULL)
 			return 1;
@@ -200,7 +201,8 @@ static const char *fmt_dims(char *buf, size_t cap, int ndim, const uint64_t *v)
 	buf[0] = '\0';
 	len += (size_t)snprintf(buf, cap, "[");
 	for (d = 0; d < ndim && len < cap; d++)
-		len += (size_t)snprintf(buf + len, cap - len, "%s%llu", d ? ", " : "", (unsigned long long)v[d]);
+		len += (size_t)snprintf(buf + len, cap - len, "%s%llu", d ? ", " : "",
+		                        (unsigned long long)v[d]);
 	if (len < cap)
 		snprintf(buf + len, cap - len, "]");
 	return buf;
@@ -258,7 +260,8 @@ static int boxes_overlap(const dcp_md_chunk *a, const dcp_md_chunk *b, int ndim)
 
 	/* Both boxes are non-empty and inside the shape, so ends never wrap. */
 	for (d = 0; d < ndim; d++)
-		if (!(a->offsets[d] < b->offsets[d] + b->sizes[d] && b->offsets[d] < a->offsets[d] + a->sizes[d]))
+		if (!(a->offsets[d] < b->offsets[d] + b->sizes[d] &&
+		      b->offsets[d] < a->offsets[d] + a->sizes[d]))
 			return 0;
 	return 1;
 }
@@ -271,7 +274,8 @@ static int overlap_error(const dcp_md_item *item, const dcp_md_chunk *a, const d
 	         "tensor '%s': chunk at offsets %s sizes %s overlaps chunk at offsets %s sizes %s: every "
 	         "element must be stored exactly once",
 	         item->key != NULL ? item->key : "(null)", fmt_dims(ao, sizeof(ao), item->ndim, a->offsets),
-	         fmt_dims(as, sizeof(as), item->ndim, a->sizes), fmt_dims(bo, sizeof(bo), item->ndim, b->offsets),
+	         fmt_dims(as, sizeof(as), item->ndim, a->sizes),
+	         fmt_dims(bo, sizeof(bo), item->ndim, b->offsets),
 	         fmt_dims(bs, sizeof(bs), item->ndim, b->sizes));
 	return DCP_EMETADATA;
 }
@@ -393,10 +397,12 @@ int dcp_md_item_validate_chunks(const dcp_md_item *item, dcp_msg *msg)
 		const dcp_md_chunk *c = &item->chunks[i];
 		for (d = 0; d < item->ndim; d++) {
 			if (c->offsets[d] > item->shape[d] || c->sizes[d] > item->shape[d] - c->offsets[d]) {
-				dcp_msgf(msg, "tensor '%s': chunk at offsets %s sizes %s lies outside the shape %s", key,
-				         fmt_dims(b1, sizeof(b1), item->ndim, c->offsets),
-				         fmt_dims(b2, sizeof(b2), item->ndim, c->sizes),
-				         fmt_dims(b3, sizeof(b3), item->ndim, item->shape));
+				dcp_msgf(
+				        msg,
+				        "tensor '%s': chunk at offsets %s sizes %s lies outside the shape %s",
+				        key, fmt_dims(b1, sizeof(b1), item->ndim, c->offsets),
+				        fmt_dims(b2, sizeof(b2), item->ndim, c->sizes),
+				        fmt_dims(b3, sizeof(b3), item->ndim, item->shape));
 				return DCP_EMETADATA;
 			}
 		}
@@ -416,7 +422,8 @@ int dcp_md_item_validate_chunks(const dcp_md_item *item, dcp_msg *msg)
 	}
 	if (covered != total) {
 		dcp_msgf(msg,
-		         "tensor '%s': chunks cover %llu of %llu elements: the save must include every part of "
+		         "tensor '%s': chunks cover %llu of %llu elements: the save must include every part "
+		         "of "
 		         "the tensor",
 		         key, (unsigned long long)covered, (unsigned long long)total);
 		return DCP_EMETADATA;
@@ -556,22 +563,24 @@ static const char *chunk_label(char *buf, size_t cap, const dcp_md_item *it, con
 		snprintf(buf, cap, "bytes item '%s'", it->key);
 	else
 		snprintf(buf, cap, "tensor '%s' chunk at offsets %s sizes %s", it->key,
-		         fmt_dims(o, sizeof(o), it->ndim, c->offsets), fmt_dims(s, sizeof(s), it->ndim, c->sizes));
+		         fmt_dims(o, sizeof(o), it->ndim, c->offsets),
+		         fmt_dims(s, sizeof(s), it->ndim, c->sizes));
 	return buf;
 }
 
-static int check_storage(const dcp_metadata *md, const dcp_md_item *it, const dcp_md_chunk *c, uint64_t expect_len,
-                         int check_len, dcp_msg *msg)
+static int check_storage(const dcp_metadata *md, const dcp_md_item *it, const dcp_md_chunk *c,
+                         uint64_t expect_len, int check_len, dcp_msg *msg)
 {
 	const dcp_storage_info *s = &c->storage;
 	char label[DCP_KEY_MAX + 2 * DIMS_BUF + 64];
 	uint64_t nsums;
 
 	if (!dcp_storage_path_is_safe(s->path)) {
-		dcp_msgf(msg,
-		         "%s: storage path '%s' is not safe: it must be relative, '/'-separated, with no '.', "
-		         "'..' or empty component, no control character or '\\\\', at most 4096 bytes",
-		         chunk_label(label, sizeof(label), it, c), s->path != NULL ? s->path : "(null)");
+		dcp_msgf(
+		        msg,
+		        "%s: storage path '%s' is not safe: it must be relative, '/'-separated, with no '.', "
+		        "'..' or empty component, no control character or '\\\\', at most 4096 bytes",
+		        chunk_label(label, sizeof(label), it, c), s->path != NULL ? s->path : "(null)");
 		return DCP_EMETADATA;
 	}
 	if (s->offset > UINT64_MAX - s->length) {
@@ -581,15 +590,15 @@ static int check_storage(const dcp_metadata *md, const dcp_md_item *it, const dc
 		return DCP_EMETADATA;
 	}
 	if (check_len && s->length != expect_len) {
-		dcp_msgf(msg, "%s: stored length %llu bytes in '%s' differs from the %llu bytes its elements take",
+		dcp_msgf(msg,
+		         "%s: stored length %llu bytes in '%s' differs from the %llu bytes its elements take",
 		         chunk_label(label, sizeof(label), it, c), (unsigned long long)s->length, s->path,
 		         (unsigned long long)expect_len);
 		return DCP_EMETADATA;
 	}
 	nsums = s->length / md->checksum_block + (s->length % md->checksum_block != 0);
 	if ((uint64_t)s->nsums != nsums) {
-		dcp_msgf(msg,
-		         "%s: %lu checksums for %llu bytes in blocks of %llu bytes (expected %llu)",
+		dcp_msgf(msg, "%s: %lu checksums for %llu bytes in blocks of %llu bytes (expected %llu)",
 		         chunk_label(label, sizeof(label), it, c), (unsigned long)s->nsums,
 		         (unsigned long long)s->length, (unsigned long long)md->checksum_block,
 		         (unsigned long long)nsums);
@@ -608,7 +617,8 @@ static int validate_tensor(const dcp_metadata *md, const dcp_md_item *it, dcp_ms
 	size_t esize, i;
 	int rc;
 
-	if ((int)it->dtype < 0 || (int)it->dtype >= DCP_DTYPE_COUNT_ || (esize = dcp_dtype_size(it->dtype)) == 0) {
+	if ((int)it->dtype < 0 || (int)it->dtype >= DCP_DTYPE_COUNT_ ||
+	    (esize = dcp_dtype_size(it->dtype)) == 0) {
 		dcp_msgf(msg, "tensor '%s': unknown dtype %d", it->key, (int)it->dtype);
 		return DCP_EMETADATA;
 	}
@@ -623,7 +633,8 @@ static int validate_tensor(const dcp_metadata *md, const dcp_md_item *it, dcp_ms
 			bytes = vol * esize;
 		if (!ok) {
 			char label[DCP_KEY_MAX + 2 * DIMS_BUF + 64];
-			dcp_msgf(msg, "%s: its byte size overflows 64 bits", chunk_label(label, sizeof(label), it, c));
+			dcp_msgf(msg, "%s: its byte size overflows 64 bits",
+			         chunk_label(label, sizeof(label), it, c));
 			return DCP_EMETADATA;
 		}
 		rc = check_storage(md, it, c, bytes, 1, msg);
@@ -644,13 +655,14 @@ int dcp_metadata_validate(const dcp_metadata *md, dcp_msg *msg)
 		return DCP_EINVAL;
 	}
 	if (md->format_major > DCP_FORMAT_MAJOR) {
-		dcp_msgf(msg, "checkpoint format %u.%u is newer than this libdcp supports (%d.x): upgrade libdcp",
+		dcp_msgf(msg,
+		         "checkpoint format %u.%u is newer than this libdcp supports (%d.x): upgrade libdcp",
 		         md->format_major, md->format_minor, DCP_FORMAT_MAJOR);
 		return DCP_EVERSION;
 	}
 	if (md->format_major < 1) {
-		dcp_msgf(msg, "metadata format %u.%u is not a libdcp format (expected %d.x)", md->format_major,
-		         md->format_minor, DCP_FORMAT_MAJOR);
+		dcp_msgf(msg, "metadata format %u.%u is not a libdcp format (expected %d.x)",
+		         md->format_major, md->format_minor, DCP_FORMAT_MAJOR);
 		return DCP_EMETADATA;
 	}
 	if (md->checksum_block == 0) {
@@ -658,7 +670,8 @@ int dcp_metadata_validate(const dcp_metadata *md, dcp_msg *msg)
 		return DCP_EMETADATA;
 	}
 	if (md->save_id != NULL && (why = check_text(md->save_id, DCP_KEY_MAX)) != NULL) {
-		dcp_msgf(msg, "metadata save_id is not valid: %s (printable ASCII, 1 to %d bytes)", why, DCP_KEY_MAX);
+		dcp_msgf(msg, "metadata save_id is not valid: %s (printable ASCII, 1 to %d bytes)", why,
+		         DCP_KEY_MAX);
 		return DCP_EMETADATA;
 	}
 	if (md->nitems > 0 && md->items == NULL) {
@@ -668,7 +681,9 @@ int dcp_metadata_validate(const dcp_metadata *md, dcp_msg *msg)
 	for (i = 0; i < md->nitems; i++) {
 		const dcp_md_item *it = &md->items[i];
 		if ((why = check_text(it->key, DCP_KEY_MAX)) != NULL) {
-			dcp_msgf(msg, "item %zu: key '%.64s%s' is not valid: %s (keys are printable ASCII, 1 to %d bytes)",
+			dcp_msgf(msg,
+			         "item %zu: key '%.64s%s' is not valid: %s (keys are printable ASCII, 1 to "
+			         "%d bytes)",
 			         i, it->key != NULL ? it->key : "(null)",
 			         it->key != NULL && strlen(it->key) > 64 ? "..." : "", why, DCP_KEY_MAX);
 			return DCP_EMETADATA;
@@ -676,7 +691,8 @@ int dcp_metadata_validate(const dcp_metadata *md, dcp_msg *msg)
 		if (i > 0) {
 			int c = strcmp(md->items[i - 1].key, it->key);
 			if (c == 0) {
-				dcp_msgf(msg, "key '%s' appears twice in the metadata: keys must be unique", it->key);
+				dcp_msgf(msg, "key '%s' appears twice in the metadata: keys must be unique",
+				         it->key);
 				return DCP_EMETADATA;
 			}
 			if (c > 0) {
@@ -691,14 +707,17 @@ int dcp_metadata_validate(const dcp_metadata *md, dcp_msg *msg)
 			break;
 		case DCP_ITEM_BYTES:
 			if (it->ndim != 0 || it->nchunks != 1 || it->chunks == NULL) {
-				dcp_msgf(msg, "bytes item '%s' has ndim %d and %zu chunks (expected ndim 0 and 1 chunk)",
+				dcp_msgf(msg,
+				         "bytes item '%s' has ndim %d and %zu chunks (expected ndim 0 and 1 "
+				         "chunk)",
 				         it->key, it->ndim, it->chunks == NULL ? (size_t)0 : it->nchunks);
 				return DCP_EMETADATA;
 			}
 			rc = check_storage(md, it, &it->chunks[0], 0, 0, msg);
 			break;
 		default:
-			dcp_msgf(msg, "item '%s' has unknown type %d (expected tensor or bytes)", it->key, (int)it->type);
+			dcp_msgf(msg, "item '%s' has unknown type %d (expected tensor or bytes)", it->key,
+			         (int)it->type);
 			return DCP_EMETADATA;
 		}
 		if (rc != DCP_OK)

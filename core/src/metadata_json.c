@@ -216,7 +216,8 @@ static int check_storage_meta(const char *text, const char **start, size_t *n, d
 
 	if (v == NULL) {
 		dcp_msgf(msg,
-		         "cannot encode metadata: storage_meta is not one valid JSON value (error at byte %zu of "
+		         "cannot encode metadata: storage_meta is not one valid JSON value (error at byte "
+		         "%zu of "
 		         "'%.80s'): the writer's storage_meta slot must return JSON text",
 		         end != NULL && end >= text ? (size_t)(end - text) : (size_t)0, text);
 		return DCP_EMETADATA;
@@ -224,7 +225,8 @@ static int check_storage_meta(const char *text, const char **start, size_t *n, d
 	ok = json_depth_ok(v, 1);
 	cJSON_Delete(v);
 	if (!ok) {
-		dcp_msgf(msg, "cannot encode metadata: storage_meta nests deeper than %d levels", STORAGE_META_DEPTH_MAX);
+		dcp_msgf(msg, "cannot encode metadata: storage_meta nests deeper than %d levels",
+		         STORAGE_META_DEPTH_MAX);
 		return DCP_EMETADATA;
 	}
 	while (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r')
@@ -351,12 +353,14 @@ typedef struct where {
 	char text[DCP_KEY_MAX + 48];
 } where;
 
-static int field_error(dcp_msg *msg, const where *w, const char *field, const char *expected, const cJSON *got)
+static int field_error(dcp_msg *msg, const where *w, const char *field, const char *expected,
+                       const cJSON *got)
 {
 	char d[96];
 
-	dcp_msgf(msg, "malformed checkpoint metadata: %s%sfield '%s' must be %s, got %s", w != NULL ? w->text : "",
-	         w != NULL ? ": " : "", field, expected, describe(got, d, sizeof(d)));
+	dcp_msgf(msg, "malformed checkpoint metadata: %s%sfield '%s' must be %s, got %s",
+	         w != NULL ? w->text : "", w != NULL ? ": " : "", field, expected,
+	         describe(got, d, sizeof(d)));
 	return DCP_EMETADATA;
 }
 
@@ -432,8 +436,8 @@ static int field_dims(const cJSON *obj, const char *name, const where *w, const 
 		return field_error(msg, w, label, expected, a);
 	len = array_len(a);
 	if (len > DCP_MAX_DIMS) {
-		dcp_msgf(msg, "malformed checkpoint metadata: %s: field '%s' has %zu dimensions (at most %d)", w->text,
-		         label, len, DCP_MAX_DIMS);
+		dcp_msgf(msg, "malformed checkpoint metadata: %s: field '%s' has %zu dimensions (at most %d)",
+		         w->text, label, len, DCP_MAX_DIMS);
 		return DCP_EMETADATA;
 	}
 	cJSON_ArrayForEach(c, a)
@@ -472,64 +476,71 @@ static int parse_hex64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A field of chunk ci: "chunks[ci].name" in messages. */
+static int chunk_field_error(dcp_msg *msg, const where *w, size_t ci, const char *name, const char *expected,
+                             const cJSON *got)
+{
+	char label[96];
+
+	snprintf(label, sizeof(label), "chunks[%zu]%s%s", ci, name[0] ? "." : "", name);
+	return field_error(msg, w, label, expected, got);
+}
+
+static int chunk_dims(const cJSON *jc, const char *name, size_t ci, const dcp_md_item *it, const where *w,
+                      uint64_t *out, dcp_msg *msg)
+{
+	char label[96];
+	int nd, rc;
+
+	snprintf(label, sizeof(label), "chunks[%zu].%s", ci, name);
+	rc = field_dims(jc, name, w, label, out, &nd, msg);
+	if (rc == DCP_OK && nd != it->ndim) {
+		dcp_msgf(msg,
+		         "malformed checkpoint metadata: %s: field '%s' has %d dimensions but the shape has "
+		         "%d",
+		         w->text, label, nd, it->ndim);
+		rc = DCP_EMETADATA;
+	}
+	return rc;
+}
+
 static int decode_chunk(const cJSON *jc, size_t ci, dcp_md_item *it, dcp_md_chunk *c, const where *w,
                         dcp_msg *msg)
 {
 	const cJSON *v, *s;
-	char label[96];
 	uint64_t n = 0;
-	int nd, rc;
+	int rc;
 
-	if (!cJSON_IsObject(jc)) {
-		snprintf(label, sizeof(label), "chunks[%zu]", ci);
-		return field_error(msg, w, label, "an object", jc);
-	}
+	if (!cJSON_IsObject(jc))
+		return chunk_field_error(msg, w, ci, "", "an object", jc);
 	if (it->type == DCP_ITEM_TENSOR) {
-		snprintf(label, sizeof(label), "chunks[%zu].offsets", ci);
-		rc = field_dims(jc, "offsets", w, label, c->offsets, &nd, msg);
-		if (rc == DCP_OK && nd != it->ndim) {
-			dcp_msgf(msg,
-			         "malformed checkpoint metadata: %s: field '%s' has %d dimensions but the shape has %d",
-			         w->text, label, nd, it->ndim);
-			rc = DCP_EMETADATA;
-		}
-		if (rc != DCP_OK)
-			return rc;
-		snprintf(label, sizeof(label), "chunks[%zu].sizes", ci);
-		rc = field_dims(jc, "sizes", w, label, c->sizes, &nd, msg);
-		if (rc == DCP_OK && nd != it->ndim) {
-			dcp_msgf(msg,
-			         "malformed checkpoint metadata: %s: field '%s' has %d dimensions but the shape has %d",
-			         w->text, label, nd, it->ndim);
-			rc = DCP_EMETADATA;
-		}
+		rc = chunk_dims(jc, "offsets", ci, it, w, c->offsets, msg);
+		if (rc == DCP_OK)
+			rc = chunk_dims(jc, "sizes", ci, it, w, c->sizes, msg);
 		if (rc != DCP_OK)
 			return rc;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(jc, "path");
-	if (!cJSON_IsString(v)) {
-		snprintf(label, sizeof(label), "chunks[%zu].path", ci);
-		return field_error(msg, w, label, "a string", v);
-	}
+	if (!cJSON_IsString(v))
+		return chunk_field_error(msg, w, ci, "path", "a string", v);
 	c->storage.path = dcp_strdup(v->valuestring);
 	if (c->storage.path == NULL)
 		goto nomem;
-	snprintf(label, sizeof(label), "chunks[%zu].offset", ci);
-	rc = field_u64(jc, "offset", w, label, &c->storage.offset, msg);
-	if (rc != DCP_OK)
-		return rc;
-	snprintf(label, sizeof(label), "chunks[%zu].length", ci);
-	rc = field_u64(jc, "length", w, label, &c->storage.length, msg);
-	if (rc != DCP_OK)
-		return rc;
+	v = cJSON_GetObjectItemCaseSensitive(jc, "offset");
+	if (get_u64(v, &c->storage.offset) != 0)
+		return chunk_field_error(msg, w, ci, "offset", U64_EXPECTED, v);
+	v = cJSON_GetObjectItemCaseSensitive(jc, "length");
+	if (get_u64(v, &c->storage.length) != 0)
+		return chunk_field_error(msg, w, ci, "length", U64_EXPECTED, v);
 	v = cJSON_GetObjectItemCaseSensitive(jc, "sums");
-	snprintf(label, sizeof(label), "chunks[%zu].sums", ci);
 	if (!cJSON_IsArray(v))
-		return field_error(msg, w, label, "an array of 16-hex-digit strings", v);
+		return chunk_field_error(msg, w, ci, "sums", "an array of 16-hex-digit strings", v);
 	n = array_len(v);
 	if (n > UINT32_MAX) {
-		dcp_msgf(msg, "malformed checkpoint metadata: %s: field '%s' has %llu checksums (at most %lu)",
-		         w->text, label, (unsigned long long)n, (unsigned long)UINT32_MAX);
+		dcp_msgf(msg,
+		         "malformed checkpoint metadata: %s: field 'chunks[%zu].sums' has %llu checksums (at "
+		         "most %lu)",
+		         w->text, ci, (unsigned long long)n, (unsigned long)UINT32_MAX);
 		return DCP_EMETADATA;
 	}
 	if (n > 0) {
@@ -542,8 +553,9 @@ static int decode_chunk(const cJSON *jc, size_t ci, dcp_md_item *it, dcp_md_chun
 	cJSON_ArrayForEach(s, v)
 	{
 		if (!cJSON_IsString(s) || parse_hex64(s->valuestring, &c->storage.sums[n]) != 0) {
-			snprintf(label, sizeof(label), "chunks[%zu].sums[%llu]", ci, (unsigned long long)n);
-			return field_error(msg, w, label, "a string of 16 hex digits", s);
+			char name[48];
+			snprintf(name, sizeof(name), "sums[%llu]", (unsigned long long)n);
+			return chunk_field_error(msg, w, ci, name, "a string of 16 hex digits", s);
 		}
 		n++;
 	}
@@ -589,10 +601,11 @@ static int decode_item(const cJSON *ji, size_t index, dcp_md_item *it, dcp_msg *
 			int d;
 			names[0] = '\0';
 			for (d = 0; d < DCP_DTYPE_COUNT_ && len < sizeof(names); d++)
-				len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", d ? ", " : "",
-				                        dcp_dtype_name((dcp_dtype)d));
+				len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+				                        d ? ", " : "", dcp_dtype_name((dcp_dtype)d));
 			dcp_msgf(msg,
-			         "malformed checkpoint metadata: %s: field 'dtype' is '%.40s', which this libdcp does "
+			         "malformed checkpoint metadata: %s: field 'dtype' is '%.40s', which this "
+			         "libdcp does "
 			         "not know (known: %s)",
 			         w.text, v->valuestring, names);
 			return DCP_EMETADATA;
@@ -647,20 +660,26 @@ static int decode_format(const cJSON *root, dcp_metadata *md, dcp_msg *msg)
 	minor_ok = get_u64(cJSON_GetObjectItemCaseSensitive(f, "minor"), &minor) == 0;
 	if (major > DCP_FORMAT_MAJOR) {
 		if (minor_ok)
-			dcp_msgf(msg, "checkpoint format %llu.%llu is newer than this libdcp supports (%d.x): upgrade libdcp",
+			dcp_msgf(msg,
+			         "checkpoint format %llu.%llu is newer than this libdcp supports (%d.x): "
+			         "upgrade libdcp",
 			         (unsigned long long)major, (unsigned long long)minor, DCP_FORMAT_MAJOR);
 		else
-			dcp_msgf(msg, "checkpoint format %llu is newer than this libdcp supports (%d.x): upgrade libdcp",
+			dcp_msgf(msg,
+			         "checkpoint format %llu is newer than this libdcp supports (%d.x): upgrade "
+			         "libdcp",
 			         (unsigned long long)major, DCP_FORMAT_MAJOR);
 		return DCP_EVERSION;
 	}
 	if (major < 1) {
-		dcp_msgf(msg, "malformed checkpoint metadata: format major version is 0 (this libdcp reads %d.x)",
+		dcp_msgf(msg,
+		         "malformed checkpoint metadata: format major version is 0 (this libdcp reads %d.x)",
 		         DCP_FORMAT_MAJOR);
 		return DCP_EMETADATA;
 	}
 	if (!minor_ok || minor > UINT32_MAX)
-		return field_error(msg, NULL, "format.minor", U64_EXPECTED, cJSON_GetObjectItemCaseSensitive(f, "minor"));
+		return field_error(msg, NULL, "format.minor", U64_EXPECTED,
+		                   cJSON_GetObjectItemCaseSensitive(f, "minor"));
 	md->format_major = (unsigned)major;
 	md->format_minor = (unsigned)minor;
 	return DCP_OK;
@@ -692,14 +711,15 @@ static int decode_root(const cJSON *root, dcp_metadata *md, dcp_msg *msg)
 
 	ck = cJSON_GetObjectItemCaseSensitive(root, "checksum");
 	if (!cJSON_IsObject(ck))
-		return field_error(msg, NULL, "checksum", "an object {\"algo\": \"" DCP_CHECKSUM_ALGO "\", \"block\": N}",
-		                   ck);
+		return field_error(msg, NULL, "checksum",
+		                   "an object {\"algo\": \"" DCP_CHECKSUM_ALGO "\", \"block\": N}", ck);
 	v = cJSON_GetObjectItemCaseSensitive(ck, "algo");
 	if (!cJSON_IsString(v))
 		return field_error(msg, NULL, "checksum.algo", "a string", v);
 	if (strcmp(v->valuestring, DCP_CHECKSUM_ALGO) != 0) {
 		dcp_msgf(msg,
-		         "checkpoint metadata uses checksum algorithm '%.40s', which this libdcp does not know "
+		         "checkpoint metadata uses checksum algorithm '%.40s', which this libdcp does not "
+		         "know "
 		         "(it knows '" DCP_CHECKSUM_ALGO "'): upgrade libdcp",
 		         v->valuestring);
 		return DCP_EMETADATA;
@@ -708,7 +728,8 @@ static int decode_root(const cJSON *root, dcp_metadata *md, dcp_msg *msg)
 	if (rc != DCP_OK)
 		return rc;
 	if (md->checksum_block == 0)
-		return field_error(msg, NULL, "checksum.block", "at least 1", cJSON_GetObjectItemCaseSensitive(ck, "block"));
+		return field_error(msg, NULL, "checksum.block", "at least 1",
+		                   cJSON_GetObjectItemCaseSensitive(ck, "block"));
 
 	items = cJSON_GetObjectItemCaseSensitive(root, "items");
 	if (!cJSON_IsArray(items))
@@ -785,8 +806,9 @@ int dcp_metadata_decode(const char *json, size_t len, dcp_metadata **out, dcp_ms
 	root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
 	if (root == NULL) {
 		pos = end != NULL && end >= json && end <= json + len ? (size_t)(end - json) : 0;
-		dcp_msgf(msg, "malformed checkpoint metadata: not valid JSON (syntax error near byte %zu of %zu)", pos,
-		         len);
+		dcp_msgf(msg,
+		         "malformed checkpoint metadata: not valid JSON (syntax error near byte %zu of %zu)",
+		         pos, len);
 		return DCP_EMETADATA;
 	}
 	/* Only whitespace (or a terminating NUL) may follow the document. */
@@ -794,7 +816,9 @@ int dcp_metadata_decode(const char *json, size_t len, dcp_metadata **out, dcp_ms
 		;
 	if (pos < len && !(json[pos] == '\0' && pos + 1 == len)) {
 		cJSON_Delete(root);
-		dcp_msgf(msg, "malformed checkpoint metadata: unexpected data after the JSON document at byte %zu of %zu",
+		dcp_msgf(msg,
+		         "malformed checkpoint metadata: unexpected data after the JSON document at byte %zu "
+		         "of %zu",
 		         pos, len);
 		return DCP_EMETADATA;
 	}

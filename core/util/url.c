@@ -104,7 +104,8 @@ static int percent_decode(const char *s, size_t n, char **out, const char **why)
 			d[j++] = s[i];
 			continue;
 		}
-		if (n - i < 3 || hex_value((unsigned char)s[i + 1]) < 0 || hex_value((unsigned char)s[i + 2]) < 0) {
+		if (n - i < 3 || hex_value((unsigned char)s[i + 1]) < 0 ||
+		    hex_value((unsigned char)s[i + 2]) < 0) {
 			free(d);
 			*why = "'%' must be followed by two hex digits";
 			return DCP_EID;
@@ -158,13 +159,15 @@ static int parse_query(const char *url, const char *q, dcp_url *out, dcp_msg *ms
 		if (seglen > 0) {
 			eq = memchr(seg, '=', seglen);
 			if (eq == seg) {
-				dcp_msgf(msg, "empty parameter name in query of '%s': write '?name=value'", url);
+				dcp_msgf(msg, "empty parameter name in query of '%s': write '?name=value'",
+				         url);
 				return DCP_EID;
 			}
 			rc = percent_decode(seg, eq != NULL ? (size_t)(eq - seg) : seglen, &p.key, &why);
 			if (rc == DCP_OK) {
 				if (eq != NULL)
-					rc = percent_decode(eq + 1, seglen - (size_t)(eq + 1 - seg), &p.value, &why);
+					rc = percent_decode(eq + 1, seglen - (size_t)(eq + 1 - seg), &p.value,
+					                    &why);
 				else if ((p.value = dcp_strdup("")) == NULL)
 					rc = DCP_ENOMEM;
 			}
@@ -211,7 +214,8 @@ int dcp_url_parse(const char *url, dcp_url *out, dcp_msg *msg)
 		return DCP_EID;
 	}
 	sep = strstr(url, "://");
-	if (sep == NULL) {
+	/* a "://" after a '/' or '?' is inside a path or query, not after a scheme */
+	if (sep == NULL || strcspn(url, "/?") < (size_t)(sep - url)) {
 		dcp_msgf(msg, "checkpoint id '%s' has no scheme (expected scheme://...)", url);
 		return DCP_EID;
 	}
@@ -222,9 +226,11 @@ int dcp_url_parse(const char *url, dcp_url *out, dcp_msg *msg)
 	}
 	for (p = url; p < sep; p++) {
 		int c = (unsigned char)*p;
-		if (p == url ? !is_alpha(c) : !(is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.')) {
+		if (p == url ? !is_alpha(c)
+		             : !(is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.')) {
 			dcp_msgf(msg,
-			         "checkpoint id '%s' has a bad scheme '%.*s': a scheme starts with a letter and "
+			         "checkpoint id '%s' has a bad scheme '%.*s': a scheme starts with a letter "
+			         "and "
 			         "holds only letters, digits, '+', '-' and '.'",
 			         url, (int)slen, url);
 			return DCP_EID;
@@ -320,7 +326,8 @@ static void sb_put_encoded(strbuf *b, const char *s)
 	}
 }
 
-char *dcp_url_format(const dcp_url *url, const char *scheme, int (*keep)(const char *key, void *arg), void *arg)
+char *dcp_url_format(const dcp_url *url, const char *scheme, int (*keep)(const char *key, void *arg),
+                     void *arg)
 {
 	strbuf b = {NULL, 0, 0, 0};
 	size_t i;
@@ -542,8 +549,8 @@ int dcp_rank_set_parse(const char *s, dcp_rank_set *out, dcp_msg *msg)
 			if (parse_rank(&p, &hi) != 0)
 				goto bad_item;
 			if (hi < lo) {
-				dcp_msgf(msg, "bad rank list '%s': range %d-%d is reversed (write %d-%d)", s, lo,
-				         hi, hi, lo);
+				dcp_msgf(msg, "bad rank list '%s': range %d-%d is reversed (write %d-%d)", s,
+				         lo, hi, hi, lo);
 				dcp_rank_set_clear(out);
 				return DCP_EINVAL;
 			}

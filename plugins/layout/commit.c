@@ -124,8 +124,9 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	/* Every object the new metadata names must be there before it is. */
 	for (i = 0; i < nnew; i++) {
 		if (!data_path_ok(newp[i])) {
-			dcp_msgf(msg, "the metadata to commit at %s names '%s', which is not a valid data object "
-			              "path; nothing was committed",
+			dcp_msgf(msg,
+			         "the metadata to commit at %s names '%s', which is not a valid data object "
+			         "path; nothing was committed",
 			         w->location, newp[i]);
 			rc = DCP_EMETADATA;
 			goto out;
@@ -134,8 +135,10 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 		if (rc < 0)
 			goto out;
 		if (rc == 0) {
-			dcp_msgf(msg, "data object %s named by the new metadata is missing; the checkpoint at %s was "
-			              "not committed",
+			dcp_msgf(msg,
+			         "data object %s named by the new metadata is missing; the checkpoint at %s "
+			         "was "
+			         "not committed",
 			         b->ops->describe(b, newp[i], where, sizeof(where)), w->location);
 			rc = DCP_EIO;
 			goto out;
@@ -147,11 +150,13 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	 * overwrite), but its objects cannot be known and stay. */
 	rc = layout_read_metadata(b, w->host, w->location, &old, &found, &m);
 	if (rc != DCP_OK && rc != DCP_ENOTFOUND && !found) {
-		dcp_msgf(msg, "cannot read the current metadata at %s before committing: %s", w->location, m.text);
+		dcp_msgf(msg, "cannot read the current metadata at %s before committing: %s", w->location,
+		         m.text);
 		goto out;
 	}
 	if (found && !w->overwrite) {
-		dcp_msgf(msg, "checkpoint already exists at %s: remove it or save with overwrite", w->location);
+		dcp_msgf(msg, "checkpoint already exists at %s: remove it or save with overwrite",
+		         w->location);
 		rc = DCP_EEXISTS;
 		goto out;
 	}

@@ -35,19 +35,16 @@
 #include "dcp/sys/storage.h"
 #include "url.h"
 
-#define DCP_LAYOUT_METADATA ".metadata"
+#define DCP_LAYOUT_METADATA    ".metadata"
 #define DCP_LAYOUT_DATA_SUFFIX ".distcp"
 #define DCP_LAYOUT_MAX_THREADS 64
 
-typedef enum dcp_layout_kind {
-	DCP_LAYOUT_BUCKET = 0,
-	DCP_LAYOUT_ITEM = 1
-} dcp_layout_kind;
+typedef enum dcp_layout_kind { DCP_LAYOUT_BUCKET = 0, DCP_LAYOUT_ITEM = 1 } dcp_layout_kind;
 
 typedef struct dcp_layout_options {
-	int threads;          /* 1..DCP_LAYOUT_MAX_THREADS */
+	int threads; /* 1..DCP_LAYOUT_MAX_THREADS */
 	dcp_layout_kind kind;
-	int overwrite;        /* from the URL: 0 or 1; -1 when the URL has none */
+	int overwrite; /* from the URL: 0 or 1; -1 when the URL has none */
 } dcp_layout_options;
 
 /*
@@ -62,11 +59,11 @@ int dcp_layout_options_parse(const dcp_url *url, int default_threads, const char
 
 /* What a writer or reader is opened with. */
 typedef struct dcp_layout_params {
-	dcp_backend *backend;   /* the checkpoint's root; owned by the layout from
-	                           the call on, in every case (also on failure) */
-	const dcp_host *host;   /* borrowed; outlives the writer / reader */
-	const char *location;   /* canonical location for messages, e.g.
-	                           "/ckpt/run1" or "mem://run1"; copied */
+	dcp_backend *backend; /* the checkpoint's root; owned by the layout from
+	                         the call on, in every case (also on failure) */
+	const dcp_host *host; /* borrowed; outlives the writer / reader */
+	const char *location; /* canonical location for messages, e.g.
+	                         "/ckpt/run1" or "mem://run1"; copied */
 	dcp_layout_options options;
 } dcp_layout_params;
 

@@ -51,30 +51,30 @@ typedef struct layout_writer {
 	dcp_storage_writer base; /* first: the core sees this */
 	dcp_backend *backend;    /* owned */
 	const dcp_host *host;
-	char *location;          /* owned */
+	char *location; /* owned */
 	dcp_layout_options options;
-	int overwrite;           /* effective: the URL's, else dcp_open_options' */
+	int overwrite; /* effective: the URL's, else dcp_open_options' */
 	int rank;
 	int world_size;
 	int is_coordinator;
-	char *save_id;           /* object-name form of the save id of the last
-	                            write_data; owned, NULL before */
-	uint32_t nobjects;       /* data objects named for save_id so far:
-	                            __<rank>_<0..nobjects-1>.<save_id>.distcp */
-	int committed;           /* finish replaced .metadata */
-	struct write_job *jobs;  /* every write_data's job, joined at close */
+	char *save_id;          /* object-name form of the save id of the last
+	                           write_data; owned, NULL before */
+	uint32_t nobjects;      /* data objects named for save_id so far:
+	                           __<rank>_<0..nobjects-1>.<save_id>.distcp */
+	int committed;          /* finish replaced .metadata */
+	struct write_job *jobs; /* every write_data's job, joined at close */
 } layout_writer;
 
 typedef struct layout_reader {
 	dcp_storage_reader base; /* first */
 	dcp_backend *backend;    /* owned */
 	const dcp_host *host;
-	char *location;          /* owned */
+	char *location; /* owned */
 	dcp_layout_options options;
 	int rank;
 	int world_size;
-	const dcp_metadata *md;  /* the core's, from set_up_storage_reader */
-	struct read_job *jobs;   /* every read_data's job, joined at close */
+	const dcp_metadata *md; /* the core's, from set_up_storage_reader */
+	struct read_job *jobs;  /* every read_data's job, joined at close */
 } layout_reader;
 
 /* writer.c */

@@ -58,8 +58,8 @@ int dcp_layout_options_parse(const dcp_url *url, int default_threads, const char
 	for (i = 0; i < url->nparams; i++) {
 		const char *k = url->params[i].key;
 		if (!key_in(layout_keys, k) && !key_in(plugin_keys, k)) {
-			dcp_msgf(msg, "unknown option '%s' in checkpoint id '%s': known options are %s", k, shown,
-			         known_keys(plugin_keys, keys, sizeof(keys)));
+			dcp_msgf(msg, "unknown option '%s' in checkpoint id '%s': known options are %s", k,
+			         shown, known_keys(plugin_keys, keys, sizeof(keys)));
 			return DCP_EID;
 		}
 	}
@@ -67,9 +67,11 @@ int dcp_layout_options_parse(const dcp_url *url, int default_threads, const char
 	if (v != NULL) {
 		long long t;
 		if (dcp_parse_int(v, 1, DCP_LAYOUT_MAX_THREADS, &t) != DCP_OK) {
-			dcp_msgf(msg, "bad option threads='%s' in checkpoint id '%s': give a number of I/O threads "
-			              "per rank from 1 to %d",
-			         v, shown, DCP_LAYOUT_MAX_THREADS);
+			dcp_msgf(
+			        msg,
+			        "bad option threads='%s' in checkpoint id '%s': give a number of I/O threads "
+			        "per rank from 1 to %d",
+			        v, shown, DCP_LAYOUT_MAX_THREADS);
 			return DCP_EID;
 		}
 		out->threads = (int)t;
@@ -81,8 +83,10 @@ int dcp_layout_options_parse(const dcp_url *url, int default_threads, const char
 		} else if (strcmp(v, "item") == 0) {
 			out->kind = DCP_LAYOUT_ITEM;
 		} else {
-			dcp_msgf(msg, "bad option layout='%s' in checkpoint id '%s': use layout=bucket (a few objects "
-			              "per rank, balanced by bytes) or layout=item (one object per item)",
+			dcp_msgf(msg,
+			         "bad option layout='%s' in checkpoint id '%s': use layout=bucket (a few "
+			         "objects "
+			         "per rank, balanced by bytes) or layout=item (one object per item)",
 			         v, shown);
 			return DCP_EID;
 		}
@@ -94,7 +98,9 @@ int dcp_layout_options_parse(const dcp_url *url, int default_threads, const char
 		if (v[0] == '\0')
 			b = 1;
 		else if (dcp_parse_bool(v, &b) != DCP_OK) {
-			dcp_msgf(msg, "bad option overwrite='%s' in checkpoint id '%s': use overwrite=1 or overwrite=0",
+			dcp_msgf(msg,
+			         "bad option overwrite='%s' in checkpoint id '%s': use overwrite=1 or "
+			         "overwrite=0",
 			         v, shown);
 			return DCP_EID;
 		}
@@ -144,8 +150,8 @@ char *layout_name_save_id(const char *id, int *nomem)
 	}
 	for (i = 0; i < n; i++) {
 		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-		      c == '_' || c == '-'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
 			s[i] = '-';
 	}
 	return s;

@@ -79,10 +79,12 @@ static void read_worker(void *arg)
 		rc = b->ops->read(b, s->path, s->off, s->len, s->dst, &msg);
 		if (rc == DCP_ENOTFOUND) {
 			/* The metadata names it, so a missing object is damage. */
-			dcp_msgf(&msg, "data object %s named by the metadata is missing (wanted %llu bytes at offset "
-			               "%llu)",
-			         b->ops->describe(b, s->path, where, sizeof(where)), (unsigned long long)s->len,
-			         (unsigned long long)s->off);
+			dcp_msgf(&msg,
+			         "data object %s named by the metadata is missing (wanted %llu bytes at "
+			         "offset "
+			         "%llu)",
+			         b->ops->describe(b, s->path, where, sizeof(where)),
+			         (unsigned long long)s->len, (unsigned long long)s->off);
 			rc = DCP_ECORRUPT;
 		}
 		if (rc != DCP_OK)
@@ -140,15 +142,16 @@ static int request_span(const layout_reader *r, const dcp_read_req *q, size_t i,
 		return DCP_EINVAL;
 	}
 	if (q->offset > st->length || q->length > st->length - q->offset) {
-		dcp_msgf(msg, "read request %zu of rank %d wants bytes [%llu, +%llu) of a chunk of %llu bytes in "
-		              "%s at %s",
+		dcp_msgf(msg,
+		         "read request %zu of rank %d wants bytes [%llu, +%llu) of a chunk of %llu bytes in "
+		         "%s at %s",
 		         i, r->rank, (unsigned long long)q->offset, (unsigned long long)q->length,
 		         (unsigned long long)st->length, st->path, r->location);
 		return DCP_EPLAN;
 	}
 	if (st->offset > UINT64_MAX - q->offset - q->length) {
-		dcp_msgf(msg, "chunk of %s at %s has offset %llu, beyond any object size", st->path, r->location,
-		         (unsigned long long)st->offset);
+		dcp_msgf(msg, "chunk of %s at %s has offset %llu, beyond any object size", st->path,
+		         r->location, (unsigned long long)st->offset);
 		return DCP_ECORRUPT;
 	}
 	s->path = st->path;
@@ -184,8 +187,10 @@ static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req 
 	job->nspans = 0;
 	for (i = 0; i < k; i++) {
 		read_span *prev = job->nspans > 0 ? &sp[job->nspans - 1] : NULL;
-		if (prev != NULL && strcmp(prev->path, sp[i].path) == 0 && prev->off + prev->len == sp[i].off &&
-		    (uintptr_t)prev->dst + prev->len == (uintptr_t)sp[i].dst && prev->len + sp[i].len <= MERGE_CAP) {
+		if (prev != NULL && strcmp(prev->path, sp[i].path) == 0 &&
+		    prev->off + prev->len == sp[i].off &&
+		    (uintptr_t)prev->dst + prev->len == (uintptr_t)sp[i].dst &&
+		    prev->len + sp[i].len <= MERGE_CAP) {
 			prev->len += sp[i].len;
 			continue;
 		}
@@ -289,14 +294,14 @@ static void reader_close(dcp_storage_reader *sr)
 }
 
 const dcp_reader_ops layout_reader_ops = {
-	.version = DCP_READER_OPS_VERSION,
-	.reset = NULL,
-	.read_metadata = reader_read_metadata,
-	.set_up_storage_reader = reader_set_up,
-	.prepare_local_plan = NULL,
-	.prepare_global_plan = NULL,
-	.read_data = reader_read_data,
-	.close = reader_close,
+        .version = DCP_READER_OPS_VERSION,
+        .reset = NULL,
+        .read_metadata = reader_read_metadata,
+        .set_up_storage_reader = reader_set_up,
+        .prepare_local_plan = NULL,
+        .prepare_global_plan = NULL,
+        .read_data = reader_read_data,
+        .close = reader_close,
 };
 
 int dcp_layout_reader_open(const dcp_layout_params *params, const dcp_open_options *opts,

@@ -14,8 +14,8 @@
 
 /* One data object of a write job: the requests it holds, in offset order. */
 typedef struct write_obj {
-	char *name;     /* owned */
-	size_t first;   /* into write_job.members */
+	char *name;   /* owned */
+	size_t first; /* into write_job.members */
 	size_t count;
 	uint64_t bytes;
 } write_obj;
@@ -35,12 +35,12 @@ typedef struct write_job {
 	write_src *src;            /* [nreqs] */
 	dcp_write_result *results; /* [nreqs]; path points at objs[].name */
 	size_t nobjs;
-	write_obj *objs;           /* [nobjs] */
-	size_t *members;           /* [nreqs] request ordinals grouped by object */
-	size_t *dispatch;          /* [nobjs] object indices, largest first */
-	atomic_size_t next_obj;    /* next dispatch slot to take */
-	atomic_int stop;           /* set on the first failure */
-	pthread_mutex_t lock;      /* guards status and msg */
+	write_obj *objs;        /* [nobjs] */
+	size_t *members;        /* [nreqs] request ordinals grouped by object */
+	size_t *dispatch;       /* [nobjs] object indices, largest first */
+	atomic_size_t next_obj; /* next dispatch slot to take */
+	atomic_int stop;        /* set on the first failure */
+	pthread_mutex_t lock;   /* guards status and msg */
 	int status;
 	dcp_msg msg;
 } write_job;
@@ -273,7 +273,8 @@ static int writer_write_data(dcp_storage_writer *sw, const dcp_save_plan *plan, 
 			dcp_msgf(msg, "out of memory in write_data at %s", w->location);
 			return DCP_ENOMEM;
 		}
-		dcp_msgf(msg, "the save plan of rank %d has no usable save id ('%s'): it must be 1 to 200 bytes",
+		dcp_msgf(msg,
+		         "the save plan of rank %d has no usable save id ('%s'): it must be 1 to 200 bytes",
 		         w->rank, plan->save_id != NULL ? plan->save_id : "(null)");
 		return DCP_EPLAN;
 	}
@@ -289,13 +290,17 @@ static int writer_write_data(dcp_storage_writer *sw, const dcp_save_plan *plan, 
 		free(sid);
 	for (i = 0; i < n; i++) {
 		if (reqs[i].data == NULL && reqs[i].len > 0) {
-			dcp_msgf(msg, "write request %zu (item '%s') of rank %d has %llu bytes but no data pointer", i,
-			         reqs[i].item != NULL && reqs[i].item->key != NULL ? reqs[i].item->key : "?", w->rank,
-			         (unsigned long long)reqs[i].len);
+			dcp_msgf(
+			        msg,
+			        "write request %zu (item '%s') of rank %d has %llu bytes but no data pointer",
+			        i,
+			        reqs[i].item != NULL && reqs[i].item->key != NULL ? reqs[i].item->key : "?",
+			        w->rank, (unsigned long long)reqs[i].len);
 			return DCP_EINVAL;
 		}
 		if (reqs[i].len > UINT64_MAX - total) {
-			dcp_msgf(msg, "the write requests of rank %d add up to more than 2^64 bytes", w->rank);
+			dcp_msgf(msg, "the write requests of rank %d add up to more than 2^64 bytes",
+			         w->rank);
 			return DCP_EINVAL;
 		}
 		total += reqs[i].len;
@@ -384,7 +389,8 @@ static int writer_set_up(dcp_storage_writer *sw, int is_coordinator, int rank, i
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {
-		dcp_msgf(msg, "checkpoint already exists at %s: remove it or save with overwrite", w->location);
+		dcp_msgf(msg, "checkpoint already exists at %s: remove it or save with overwrite",
+		         w->location);
 		return DCP_EEXISTS;
 	}
 	return DCP_OK;
@@ -466,25 +472,26 @@ static void writer_close(dcp_storage_writer *sw)
 }
 
 const dcp_writer_ops layout_writer_ops = {
-	.version = DCP_WRITER_OPS_VERSION,
-	.reset = NULL,
-	.set_up_storage_writer = writer_set_up,
-	.prepare_local_plan = NULL,
-	.prepare_global_plan = NULL,
-	.write_data = writer_write_data,
-	.finish = layout_writer_finish,
-	.storage_meta = writer_storage_meta,
-	.abort = writer_abort,
-	.close = writer_close,
+        .version = DCP_WRITER_OPS_VERSION,
+        .reset = NULL,
+        .set_up_storage_writer = writer_set_up,
+        .prepare_local_plan = NULL,
+        .prepare_global_plan = NULL,
+        .write_data = writer_write_data,
+        .finish = layout_writer_finish,
+        .storage_meta = writer_storage_meta,
+        .abort = writer_abort,
+        .close = writer_close,
 };
 
 /* Checks the host slots the layout calls. */
 static int check_host(const dcp_host *host, dcp_msg *msg)
 {
-	if (host == NULL || host->version < 1 || host->metadata_encode == NULL || host->metadata_decode == NULL ||
-	    host->metadata_free == NULL || host->write_future_complete == NULL ||
-	    host->read_future_complete == NULL) {
-		dcp_msgf(msg, "the host table given to the storage layout is missing or incomplete (version %u)",
+	if (host == NULL || host->version < 1 || host->metadata_encode == NULL ||
+	    host->metadata_decode == NULL || host->metadata_free == NULL ||
+	    host->write_future_complete == NULL || host->read_future_complete == NULL) {
+		dcp_msgf(msg,
+		         "the host table given to the storage layout is missing or incomplete (version %u)",
 		         host != NULL ? host->version : 0u);
 		return DCP_EINVAL;
 	}
@@ -504,8 +511,8 @@ int dcp_layout_writer_open(const dcp_layout_params *params, const dcp_open_optio
 	}
 	rc = check_host(params->host, msg);
 	if (rc == DCP_OK && opts != NULL && opts->version < 1) {
-		dcp_msgf(msg, "open options for %s have version %u; expected %d", params->location, opts->version,
-		         DCP_OPEN_OPTIONS_VERSION);
+		dcp_msgf(msg, "open options for %s have version %u; expected %d", params->location,
+		         opts->version, DCP_OPEN_OPTIONS_VERSION);
 		rc = DCP_EVERSION;
 	}
 	w = rc == DCP_OK ? calloc(1, sizeof(*w)) : NULL;

@@ -10,7 +10,7 @@
 #include "layout.h"
 #include "mem/mem_backend.h"
 
-#define MEM_NAME_MAX 255
+#define MEM_NAME_MAX        255
 #define MEM_DEFAULT_THREADS 2
 
 typedef struct mem_plugin {
@@ -23,8 +23,8 @@ static const char *const mem_schemes[] = {"mem", NULL};
 
 static int name_char_ok(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-	       c == '-' || c == '/';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+	       c == '_' || c == '-' || c == '/';
 }
 
 /* Checks the NAME of mem://NAME; url is shown in messages. */
@@ -37,36 +37,45 @@ static int check_name(const char *name, const char *url, dcp_msg *msg)
 		return DCP_EID;
 	}
 	if (n > MEM_NAME_MAX) {
-		dcp_msgf(msg, "the name in checkpoint id '%.64s...' is %zu characters long: at most %d are allowed",
-		         url, n, MEM_NAME_MAX);
+		dcp_msgf(
+		        msg,
+		        "the name in checkpoint id '%.64s...' is %zu characters long: at most %d are allowed",
+		        url, n, MEM_NAME_MAX);
 		return DCP_EID;
 	}
 	for (i = 0; i < n; i++) {
 		if (!name_char_ok(name[i])) {
-			dcp_msgf(msg, "the name '%s' in checkpoint id '%s' has a '%c' at position %zu: a mem:// name "
-			              "holds only letters, digits, '.', '_', '-' and '/'",
+			dcp_msgf(msg,
+			         "the name '%s' in checkpoint id '%s' has a '%c' at position %zu: a mem:// "
+			         "name "
+			         "holds only letters, digits, '.', '_', '-' and '/'",
 			         name, url, name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?', i);
 			return DCP_EID;
 		}
 	}
 	if (name[0] == '/') {
-		dcp_msgf(msg, "the name '%s' in checkpoint id '%s' starts with '/': write mem://NAME (two slashes)",
-		         name, url);
+		dcp_msgf(
+		        msg,
+		        "the name '%s' in checkpoint id '%s' starts with '/': write mem://NAME (two slashes)",
+		        name, url);
 		return DCP_EID;
 	}
 	if (strstr(name, "..") != NULL) {
-		dcp_msgf(msg, "the name '%s' in checkpoint id '%s' contains '..', which is not allowed", name, url);
+		dcp_msgf(msg, "the name '%s' in checkpoint id '%s' contains '..', which is not allowed", name,
+		         url);
 		return DCP_EID;
 	}
 	if (strstr(name, "//") != NULL || name[n - 1] == '/') {
-		dcp_msgf(msg, "the name '%s' in checkpoint id '%s' has an empty component ('//' or a trailing '/')",
-		         name, url);
+		dcp_msgf(
+		        msg,
+		        "the name '%s' in checkpoint id '%s' has an empty component ('//' or a trailing '/')",
+		        name, url);
 		return DCP_EID;
 	}
 	if (strcmp(name, ".") == 0 || strncmp(name, "./", 2) == 0 || strstr(name, "/./") != NULL ||
 	    (n >= 2 && strcmp(name + n - 2, "/.") == 0)) {
-		dcp_msgf(msg, "the name '%s' in checkpoint id '%s' has a '.' component, which is not allowed", name,
-		         url);
+		dcp_msgf(msg, "the name '%s' in checkpoint id '%s' has a '.' component, which is not allowed",
+		         name, url);
 		return DCP_EID;
 	}
 	return DCP_OK;
@@ -225,7 +234,8 @@ DCP_DECLARE_PLUGIN_ENTRY
 	p->base.version = DCP_PLUGIN_ABI_VERSION;
 	p->base.name = "mem";
 	p->base.schemes = mem_schemes;
-	p->base.capabilities = DCP_CAP_ATOMIC_COMMIT | DCP_CAP_RANGED_READ | DCP_CAP_ASYNC_IO | DCP_CAP_PROCESS_LOCAL;
+	p->base.capabilities =
+	        DCP_CAP_ATOMIC_COMMIT | DCP_CAP_RANGED_READ | DCP_CAP_ASYNC_IO | DCP_CAP_PROCESS_LOCAL;
 	p->base.destroy = mem_destroy;
 	p->base.validate_checkpoint_id = mem_validate;
 	p->base.writer_open = mem_writer_open;

@@ -45,12 +45,15 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
 			size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
 			const arg_spec *s = a[1] == '-' ? find_spec(specs, name, len) : NULL;
 			if (s == NULL) {
-				fprintf(stderr, "dcp %s: unknown option '%s'\nTry 'dcp %s --help'.\n", cmd, a, cmd);
+				fprintf(stderr, "dcp %s: unknown option '%s'\nTry 'dcp %s --help'.\n", cmd, a,
+				        cmd);
 				return TOOL_EXIT_USAGE;
 			}
 			if (s->value == NULL) {
 				if (eq != NULL) {
-					fprintf(stderr, "dcp %s: option '--%s' takes no value\nTry 'dcp %s --help'.\n",
+					fprintf(stderr,
+					        "dcp %s: option '--%s' takes no value\nTry 'dcp %s "
+					        "--help'.\n",
 					        cmd, s->name, cmd);
 					return TOOL_EXIT_USAGE;
 				}
@@ -60,14 +63,15 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
 			} else if (i + 1 < argc) {
 				*s->value = argv[++i];
 			} else {
-				fprintf(stderr, "dcp %s: option '--%s' needs a value\nTry 'dcp %s --help'.\n", cmd,
-				        s->name, cmd);
+				fprintf(stderr, "dcp %s: option '--%s' needs a value\nTry 'dcp %s --help'.\n",
+				        cmd, s->name, cmd);
 				return TOOL_EXIT_USAGE;
 			}
 			continue;
 		}
 		if (n >= max_pos) {
-			fprintf(stderr, "dcp %s: unexpected argument '%s'\nTry 'dcp %s --help'.\n", cmd, a, cmd);
+			fprintf(stderr, "dcp %s: unexpected argument '%s'\nTry 'dcp %s --help'.\n", cmd, a,
+			        cmd);
 			return TOOL_EXIT_USAGE;
 		}
 		pos[n++] = a;
@@ -86,8 +90,8 @@ int arg_int(const char *cmd, const char *opt, const char *s, long long min, long
 	if (s == NULL)
 		return DCP_OK;
 	if (dcp_parse_int(s, min, max, out) != DCP_OK) {
-		fprintf(stderr, "dcp %s: --%s: expected an integer from %lld to %lld, got '%s'\n", cmd, opt, min,
-		        max, s);
+		fprintf(stderr, "dcp %s: --%s: expected an integer from %lld to %lld, got '%s'\n", cmd, opt,
+		        min, max, s);
 		return TOOL_EXIT_USAGE;
 	}
 	return DCP_OK;
@@ -98,8 +102,8 @@ int arg_size(const char *cmd, const char *opt, const char *s, uint64_t *out)
 	if (s == NULL)
 		return DCP_OK;
 	if (dcp_parse_size(s, out) != DCP_OK || *out == 0) {
-		fprintf(stderr, "dcp %s: --%s: expected a size such as 4096, 64K, 256M or 2G, got '%s'\n", cmd,
-		        opt, s);
+		fprintf(stderr, "dcp %s: --%s: expected a size such as 4096, 64K, 256M or 2G, got '%s'\n",
+		        cmd, opt, s);
 		return TOOL_EXIT_USAGE;
 	}
 	return DCP_OK;
@@ -124,6 +128,10 @@ int tool_report_error(const char *what, int code, const dcp_error *err)
 	if (err != NULL) {
 		char *text = dcp_error_format(err);
 		if (text != NULL) {
+			/* A local (non-collective) error has no rank: say which
+			 * command failed instead. */
+			if (strcmp(dcp_error_step(err), "local") == 0)
+				fprintf(stderr, "%s: ", what);
 			fputs(text, stderr);
 			size_t len = strlen(text);
 			if (len > 0 && text[len - 1] != '\n')
@@ -144,6 +152,8 @@ char *tool_url_with_threads(const char *url, int threads)
 {
 	char *base = NULL;
 
+	if (threads <= 0)
+		return dcp_strdup(url);
 	if (strstr(url, "://") == NULL) {
 		/* A bare path: the core would read it as file://; make the URL
 		 * explicit (and absolute) so that a query can follow. */
@@ -159,8 +169,8 @@ char *tool_url_with_threads(const char *url, int threads)
 	} else {
 		base = dcp_strdup(url);
 	}
-	if (base == NULL || threads <= 0)
-		return base;
+	if (base == NULL)
+		return NULL;
 
 	dcp_url parsed;
 	memset(&parsed, 0, sizeof(parsed));

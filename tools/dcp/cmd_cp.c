@@ -9,21 +9,21 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp cp [--force] SRC DST\n"
-	"\n"
-	"Copies the checkpoint at SRC to DST (any two URLs, e.g. file to s3), keeping its\n"
-	"keys, dtypes, shapes and chunking. Every checksum of SRC is verified on the way;\n"
-	"DST gets its own files and checksums and is committed last, so a failed copy\n"
-	"leaves no checkpoint (or the previous one) at DST.\n"
-	"\n"
-	"Memory: this version holds the whole checkpoint in memory at once (one rank\n"
-	"loads every chunk, then saves). Copy checkpoints larger than the free memory\n"
-	"with the storage's own tools.\n"
-	"\n"
-	"  --force  replace a checkpoint that already exists at DST\n"
-	"\n"
-	"Exit status: 0 copied; 1 the read or the write failed (or DST exists without\n"
-	"--force); 2 usage error or invalid URL.\n";
+        "usage: dcp cp [--force] SRC DST\n"
+        "\n"
+        "Copies the checkpoint at SRC to DST (any two URLs, e.g. file to s3), keeping its\n"
+        "keys, dtypes, shapes and chunking. Every checksum of SRC is verified on the way;\n"
+        "DST gets its own files and checksums and is committed last, so a failed copy\n"
+        "leaves no checkpoint (or the previous one) at DST.\n"
+        "\n"
+        "Memory: this version holds the whole checkpoint in memory at once (one rank\n"
+        "loads every chunk, then saves). Copy checkpoints larger than the free memory\n"
+        "with the storage's own tools.\n"
+        "\n"
+        "  --force  replace a checkpoint that already exists at DST\n"
+        "\n"
+        "Exit status: 0 copied; 1 the read or the write failed (or DST exists without\n"
+        "--force); 2 usage error or invalid URL.\n";
 
 int cmd_cp(int argc, char **argv)
 {
@@ -91,8 +91,8 @@ int cmd_cp(int argc, char **argv)
 		}
 		for (size_t c = 0; c < it->nchunks && rc == DCP_OK; c++) {
 			const dcp_md_chunk *ch = &it->chunks[c];
-			rc = dcp_state_add_shard(out, it->key, it->dtype, it->ndim, it->shape, ch->offsets, ch->sizes,
-			                         in.bufs[b++]);
+			rc = dcp_state_add_shard(out, it->key, it->dtype, it->ndim, it->shape, ch->offsets,
+			                         ch->sizes, in.bufs[b++]);
 		}
 		if (rc != DCP_OK)
 			fprintf(stderr, "dcp cp: key %s: %s (%s)\n", it->key, dcp_strerror(rc),

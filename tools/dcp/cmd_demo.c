@@ -9,20 +9,21 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp demo [--size SIZE] [URL]\n"
-	"\n"
-	"4 thread-ranks save about SIZE bytes of a synthetic model state (mixed dtypes,\n"
-	"row-, column- and grid-sharded tensors with uneven chunks, replicated tensors, bytes\n"
-	"items) to URL; then 3 ranks load it back into a different sharding and check every\n"
-	"element. Prints tensors, bytes, files, save and load throughput, and a summary of\n"
-	"the checkpoint. The checkpoint stays at URL: look at it with 'dcp inspect URL',\n"
-	"remove it with 'dcp rm URL'.\n"
-	"\n"
-	"  --size SIZE  about this many bytes; K, M, G suffixes (default 256M)\n"
-	"  URL          where to save (default file://./dcp-demo; mem://demo keeps it in memory)\n"
-	"\n"
-	"Exit status: 0 saved, loaded and every element matches; 1 a step failed;\n"
-	"2 usage error or invalid URL.\n";
+        "usage: dcp demo [--size SIZE] [URL]\n"
+        "\n"
+        "4 thread-ranks save about SIZE bytes of a synthetic model state (mixed dtypes,\n"
+        "row-, column- and grid-sharded tensors with uneven chunks, replicated tensors, bytes\n"
+        "items) to URL; then 3 ranks load it back into a different sharding and check every\n"
+        "element. Prints tensors, bytes, files, save and load throughput, and a summary of\n"
+        "the checkpoint. The checkpoint stays at URL: look at it with 'dcp inspect URL',\n"
+        "remove it with 'dcp rm URL'.\n"
+        "\n"
+        "  --size SIZE  about this many bytes; K, M, G suffixes (default 256M)\n"
+        "  URL          where to save (default ./dcp-demo, a folder in the current directory;\n"
+        "               mem://demo keeps it in this process's memory only)\n"
+        "\n"
+        "Exit status: 0 saved, loaded and every element matches; 1 a step failed;\n"
+        "2 usage error or invalid URL.\n";
 
 #define DEMO_SAVE_RANKS 4
 #define DEMO_LOAD_RANKS 3
@@ -38,7 +39,7 @@ int cmd_demo(int argc, char **argv)
 {
 	const char *size_s = NULL;
 	const arg_spec specs[] = {{"size", &size_s, NULL}, {NULL, NULL, NULL}};
-	const char *pos[1] = {"file://./dcp-demo"};
+	const char *pos[1] = {"./dcp-demo"};
 	int npos = 0;
 	int rc = args_parse("demo", USAGE, argc, argv, specs, pos, 0, 1, &npos);
 	if (rc >= 0)
@@ -86,12 +87,23 @@ int cmd_demo(int argc, char **argv)
 	}
 	if (ex == TOOL_EXIT_OK) {
 		md_totals t;
-		char r1[32], r2[32], lb[32];
+		char r1[48], r2[48], lb[32];
 		md_count(md, &t);
 		rate(sres.bytes, sres.seconds, r1, sizeof(r1));
 		rate(lres.bytes, lres.seconds, r2, sizeof(r2));
-		printf("  tensors   %zu (f32, bf16, f16, f64, i64, i32, i16, i8, u8, bool) + %zu bytes items\n",
-		       t.tensors, t.bytes_items);
+		char dtypes[160];
+		size_t n = 0;
+		dtypes[0] = '\0';
+		for (int d = 0; d < DCP_DTYPE_COUNT_; d++) {
+			int seen = 0;
+			for (size_t i = 0; i < md->nitems && !seen; i++)
+				seen = md->items[i].type == DCP_ITEM_TENSOR &&
+				       md->items[i].dtype == (dcp_dtype)d;
+			if (seen && n < sizeof(dtypes))
+				n += (size_t)snprintf(dtypes + n, sizeof(dtypes) - n, "%s%s", n ? ", " : "",
+				                      dcp_dtype_name((dcp_dtype)d));
+		}
+		printf("  tensors   %zu (%s) + %zu bytes items\n", t.tensors, dtypes, t.bytes_items);
 		printf("  bytes     %s in %zu stored chunks\n", tool_fmt_bytes(t.stored_bytes, b, sizeof(b)),
 		       t.chunks);
 		printf("  files     %zu\n", t.files);

@@ -10,16 +10,16 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp inspect [--json] [--summary] URL\n"
-	"\n"
-	"Prints what the checkpoint at URL holds, from its metadata alone (no data is read):\n"
-	"format version, save id, checksum scheme, every key with its type, dtype, shape and\n"
-	"stored chunks (box, file, offset, length, block checksums), and the data files.\n"
-	"\n"
-	"  --json     print everything as one JSON object (every checksum in full)\n"
-	"  --summary  print only the summary (format, save id, counts, bytes, files)\n"
-	"\n"
-	"Exit status: 0 printed; 1 the metadata could not be read; 2 usage error or invalid URL.\n";
+        "usage: dcp inspect [--json] [--summary] URL\n"
+        "\n"
+        "Prints what the checkpoint at URL holds, from its metadata alone (no data is read):\n"
+        "format version, save id, checksum scheme, every key with its type, dtype, shape and\n"
+        "stored chunks (box, file, offset, length, block checksums), and the data files.\n"
+        "\n"
+        "  --json     print everything as one JSON object (every checksum in full)\n"
+        "  --summary  print only the summary (format, save id, counts, bytes, files)\n"
+        "\n"
+        "Exit status: 0 printed; 1 the metadata could not be read; 2 usage error or invalid URL.\n";
 
 typedef struct file_entry {
 	const char *path; /* borrowed from the metadata */
@@ -116,7 +116,8 @@ void inspect_print_summary(FILE *f, const char *url, const dcp_metadata *md)
 	fprintf(f, "items       %zu tensors, %zu bytes items, %zu stored chunks\n", t.tensors, t.bytes_items,
 	        t.chunks);
 	if (rc == DCP_OK)
-		fprintf(f, "stored      %s in %zu files\n", tool_fmt_bytes(t.stored_bytes, b, sizeof(b)), t.files);
+		fprintf(f, "stored      %s in %zu files\n", tool_fmt_bytes(t.stored_bytes, b, sizeof(b)),
+		        t.files);
 	else
 		fprintf(f, "stored      %s (out of memory counting files)\n",
 		        tool_fmt_bytes(t.stored_bytes, b, sizeof(b)));
@@ -133,8 +134,9 @@ static void print_details(const dcp_metadata *md, const file_entry *files, size_
 			bytes += it->chunks[c].storage.length;
 		if (it->type == DCP_ITEM_TENSOR) {
 			fmt_dims(dims, sizeof(dims), it->ndim, it->shape);
-			printf("  %s  tensor %s %s  %zu chunk%s  %s\n", it->key, dcp_dtype_name(it->dtype), dims,
-			       it->nchunks, it->nchunks == 1 ? "" : "s", tool_fmt_bytes(bytes, b, sizeof(b)));
+			printf("  %s  tensor %s %s  %zu chunk%s  %s\n", it->key, dcp_dtype_name(it->dtype),
+			       dims, it->nchunks, it->nchunks == 1 ? "" : "s",
+			       tool_fmt_bytes(bytes, b, sizeof(b)));
 		} else {
 			printf("  %s  bytes  %s\n", it->key, tool_fmt_bytes(bytes, b, sizeof(b)));
 		}
@@ -145,11 +147,12 @@ static void print_details(const dcp_metadata *md, const file_entry *files, size_
 				fmt_box(box, sizeof(box), it->ndim, ch->offsets, ch->sizes);
 			else
 				snprintf(box, sizeof(box), "bytes");
-			printf("    %s  %s @ %" PRIu64 " +%" PRIu64, box, s->path != NULL ? s->path : "", s->offset,
-			       s->length);
+			printf("    %s  %s @ %" PRIu64 " +%" PRIu64, box, s->path != NULL ? s->path : "",
+			       s->offset, s->length);
 			if (s->nsums > 0)
-				printf("  %s %016" PRIx64 "%s (%" PRIu32 " block%s)", DCP_CHECKSUM_ALGO, s->sums[0],
-				       s->nsums > 1 ? ",..." : "", s->nsums, s->nsums == 1 ? "" : "s");
+				printf("  %s %016" PRIx64 "%s (%" PRIu32 " block%s)", DCP_CHECKSUM_ALGO,
+				       s->sums[0], s->nsums > 1 ? ",..." : "", s->nsums,
+				       s->nsums == 1 ? "" : "s");
 			printf("\n");
 		}
 	}

@@ -8,29 +8,31 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp load [--ranks N] [--seed S] [--threads T] [--json] URL\n"
-	"\n"
-	"N thread-ranks load the checkpoint written by 'dcp save' at URL into their own\n"
-	"sharding (N may differ from the number of ranks that saved it: the load reshards)\n"
-	"and check every element and byte. Exits 0 only if all match; otherwise names the\n"
-	"key, the rank and the first differing element.\n"
-	"\n"
-	"  --ranks N    thread-ranks that load (default 3)\n"
-	"  --seed S     check against seed S (default: the seed recorded by the save)\n"
-	"  --threads T  add threads=T to the URL's query for the storage plugin\n"
-	"  --json       print one JSON object with bytes, seconds, bytes_per_second\n"
-	"\n"
-	"Checksums are verified while loading. For checkpoints not written by 'dcp save',\n"
-	"use 'dcp verify'.\n"
-	"Exit status: 0 all elements match; 1 the load failed or data differs;\n"
-	"2 usage error or invalid URL.\n";
+        "usage: dcp load [--ranks N] [--seed S] [--threads T] [--json] URL\n"
+        "\n"
+        "N thread-ranks load the checkpoint written by 'dcp save' at URL into their own\n"
+        "sharding (N may differ from the number of ranks that saved it: the load reshards)\n"
+        "and check every element and byte. Exits 0 only if all match; otherwise names the\n"
+        "key, the rank and the first differing element.\n"
+        "\n"
+        "  --ranks N    thread-ranks that load (default 3)\n"
+        "  --seed S     check against seed S (default: the seed recorded by the save)\n"
+        "  --threads T  add threads=T to the URL's query for the storage plugin\n"
+        "  --json       print one JSON object with bytes, seconds, bytes_per_second\n"
+        "\n"
+        "Checksums are verified while loading. For checkpoints not written by 'dcp save',\n"
+        "use 'dcp verify'.\n"
+        "Exit status: 0 all elements match; 1 the load failed or data differs;\n"
+        "2 usage error or invalid URL.\n";
 
 int cmd_load(int argc, char **argv)
 {
 	const char *ranks_s = NULL, *seed_s = NULL, *threads_s = NULL;
 	int json = 0;
-	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},     {"seed", &seed_s, NULL},
-	                          {"threads", &threads_s, NULL}, {"json", NULL, &json},
+	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},
+	                          {"seed", &seed_s, NULL},
+	                          {"threads", &threads_s, NULL},
+	                          {"json", NULL, &json},
 	                          {NULL, NULL, NULL}};
 	const char *pos[1];
 	int npos = 0;
@@ -78,7 +80,8 @@ int cmd_load(int argc, char **argv)
 		} else {
 			char b[32], r[32];
 			double bps = res.seconds > 0 ? (double)res.bytes / res.seconds : 0.0;
-			printf("loaded %s into %lld ranks from %s in %.3f s (%s/s); all %llu elements and the "
+			printf("loaded %s into %lld ranks from %s in %.3f s (%s/s); all %llu elements and "
+			       "the "
 			       "bytes items match\n",
 			       tool_fmt_bytes(res.bytes, b, sizeof(b)), ranks, url, res.seconds,
 			       tool_fmt_bytes((uint64_t)bps, r, sizeof(r)), (unsigned long long)res.elements);

@@ -10,23 +10,26 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp plugins [--json]\n"
-	"\n"
-	"Loads every plugin on the search path ($DCP_PLUGIN_PATH, the conf file's plugin_path,\n"
-	"the build tree's plugins, the install directory) and lists each: name, URL schemes,\n"
-	"ABI version, file and capabilities. Plugins that fail to load are reported on stderr.\n"
-	"\n"
-	"  --json  print one JSON object {\"plugins\": [...]}\n"
-	"\n"
-	"Exit status: 0 every plugin loaded; 1 some failed to load (the others are listed).\n";
+        "usage: dcp plugins [--json]\n"
+        "\n"
+        "Loads every plugin on the search path ($DCP_PLUGIN_PATH, the conf file's plugin_path,\n"
+        "the build tree's plugins, the install directory) and lists each: name, URL schemes,\n"
+        "ABI version, file and capabilities. Plugins that fail to load are reported on stderr.\n"
+        "\n"
+        "  --json  print one JSON object {\"plugins\": [...]}\n"
+        "\n"
+        "Exit status: 0 every plugin loaded; 1 some failed to load (the others are listed).\n";
 
 static const struct {
 	uint64_t bit;
 	const char *name;
 } CAPS[] = {
-	{DCP_CAP_ATOMIC_COMMIT, "atomic_commit"}, {DCP_CAP_DURABLE, "durable"},
-	{DCP_CAP_RANGED_READ, "ranged_read"},     {DCP_CAP_ASYNC_IO, "async_io"},
-	{DCP_CAP_WRAPPER, "wrapper"},             {DCP_CAP_PROCESS_LOCAL, "process_local"},
+        {DCP_CAP_ATOMIC_COMMIT, "atomic_commit"},
+        {DCP_CAP_DURABLE, "durable"},
+        {DCP_CAP_RANGED_READ, "ranged_read"},
+        {DCP_CAP_ASYNC_IO, "async_io"},
+        {DCP_CAP_WRAPPER, "wrapper"},
+        {DCP_CAP_PROCESS_LOCAL, "process_local"},
 };
 #define NCAPS (sizeof(CAPS) / sizeof(CAPS[0]))
 
@@ -37,7 +40,8 @@ static void caps_text(uint64_t caps, char *buf, size_t len)
 	buf[0] = '\0';
 	for (size_t i = 0; i < NCAPS; i++) {
 		if (caps & CAPS[i].bit) {
-			n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s", n ? "," : "", CAPS[i].name);
+			n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s", n ? "," : "",
+			                      CAPS[i].name);
 			caps &= ~CAPS[i].bit;
 		}
 	}
@@ -94,7 +98,8 @@ int cmd_plugins(int argc, char **argv)
 		char schemes[256], caps[256];
 		size_t m = 0;
 		schemes[0] = '\0';
-		for (size_t s = 0; info.schemes != NULL && info.schemes[s] != NULL && m < sizeof(schemes); s++)
+		for (size_t s = 0; info.schemes != NULL && info.schemes[s] != NULL && m < sizeof(schemes);
+		     s++)
 			m += (size_t)snprintf(schemes + m, sizeof(schemes) - m, "%s%s", s ? "," : "",
 			                      info.schemes[s]);
 		caps_text(info.capabilities, caps, sizeof(caps));

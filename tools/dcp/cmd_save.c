@@ -7,35 +7,39 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp save [--ranks N] [--size SIZE] [--tensors K] [--seed S] [--threads T]\n"
-	"                [--no-overwrite] [--json] URL\n"
-	"\n"
-	"N thread-ranks build a synthetic model state of about SIZE bytes and save it to URL.\n"
-	"The state mixes f32, bf16, f16, f64 and integer tensors (row-, column-, grid- and\n"
-	"multi-chunk-sharded with uneven chunks), replicated tensors, a 0-D step counter and\n"
-	"two bytes items. Every element is a function of (seed, key, index), so 'dcp load'\n"
-	"checks it with any number of ranks.\n"
-	"\n"
-	"  --ranks N       thread-ranks that save (default 4)\n"
-	"  --size SIZE     about this many bytes in all; K, M, G suffixes (default 64M)\n"
-	"  --tensors K     number of tensors (default 24)\n"
-	"  --seed S        seed of the element values (default 1)\n"
-	"  --threads T     add threads=T to the URL's query for the storage plugin\n"
-	"  --no-overwrite  fail if a checkpoint already exists at URL\n"
-	"  --json          print one JSON object with bytes, seconds, bytes_per_second\n"
-	"\n"
-	"URL examples: file:///tmp/ckpt, ./ckpt, mem://name (this process only),\n"
-	"faulty+file:///tmp/ckpt?fail.write_data=1 (inject a failure on rank 1).\n"
-	"Exit status: 0 saved; 1 the save failed; 2 usage error or invalid URL.\n";
+        "usage: dcp save [--ranks N] [--size SIZE] [--tensors K] [--seed S] [--threads T]\n"
+        "                [--no-overwrite] [--json] URL\n"
+        "\n"
+        "N thread-ranks build a synthetic model state of about SIZE bytes and save it to URL.\n"
+        "The state mixes f32, bf16, f16, f64 and integer tensors (row-, column-, grid- and\n"
+        "multi-chunk-sharded with uneven chunks), replicated tensors, a 0-D step counter and\n"
+        "two bytes items. Every element is a function of (seed, key, index), so 'dcp load'\n"
+        "checks it with any number of ranks.\n"
+        "\n"
+        "  --ranks N       thread-ranks that save (default 4)\n"
+        "  --size SIZE     about this many bytes in all; K, M, G suffixes (default 64M)\n"
+        "  --tensors K     number of tensors (default 24)\n"
+        "  --seed S        seed of the element values (default 1)\n"
+        "  --threads T     add threads=T to the URL's query for the storage plugin\n"
+        "  --no-overwrite  fail if a checkpoint already exists at URL\n"
+        "  --json          print one JSON object with bytes, seconds, bytes_per_second\n"
+        "\n"
+        "URL examples: file:///tmp/ckpt, ./ckpt, mem://name (this process only),\n"
+        "faulty+file:///tmp/ckpt?fail.write_data=1 (inject a failure on rank 1).\n"
+        "Exit status: 0 saved; 1 the save failed; 2 usage error or invalid URL.\n";
 
 int cmd_save(int argc, char **argv)
 {
 	const char *ranks_s = NULL, *size_s = NULL, *tensors_s = NULL, *seed_s = NULL, *threads_s = NULL;
 	int json = 0, no_overwrite = 0;
-	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},     {"size", &size_s, NULL},
-	                          {"tensors", &tensors_s, NULL}, {"seed", &seed_s, NULL},
-	                          {"threads", &threads_s, NULL}, {"json", NULL, &json},
-	                          {"no-overwrite", NULL, &no_overwrite}, {NULL, NULL, NULL}};
+	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},
+	                          {"size", &size_s, NULL},
+	                          {"tensors", &tensors_s, NULL},
+	                          {"seed", &seed_s, NULL},
+	                          {"threads", &threads_s, NULL},
+	                          {"json", NULL, &json},
+	                          {"no-overwrite", NULL, &no_overwrite},
+	                          {NULL, NULL, NULL}};
 	const char *pos[1];
 	int npos = 0;
 	int rc = args_parse("save", USAGE, argc, argv, specs, pos, 1, 1, &npos);
@@ -47,7 +51,8 @@ int cmd_save(int argc, char **argv)
 	if (arg_int("save", "ranks", ranks_s, 1, TOOL_MAX_RANKS, &ranks) ||
 	    arg_int("save", "tensors", tensors_s, 1, TOOL_MAX_TENSORS, &tensors) ||
 	    arg_int("save", "seed", seed_s, 0, 9223372036854775807LL, &seed) ||
-	    arg_int("save", "threads", threads_s, 1, 1024, &threads) || arg_size("save", "size", size_s, &size))
+	    arg_int("save", "threads", threads_s, 1, 1024, &threads) ||
+	    arg_size("save", "size", size_s, &size))
 		return TOOL_EXIT_USAGE;
 
 	char *url = tool_url_with_threads(pos[0], (int)threads);
@@ -74,9 +79,10 @@ int cmd_save(int argc, char **argv)
 		} else {
 			char b[32], r[32];
 			double bps = res.seconds > 0 ? (double)res.bytes / res.seconds : 0.0;
-			printf("saved %zu tensors and 2 bytes items (%s) from %lld ranks to %s in %.3f s (%s/s)\n",
-			       spec.ntensors, tool_fmt_bytes(res.bytes, b, sizeof(b)), ranks, url, res.seconds,
-			       tool_fmt_bytes((uint64_t)bps, r, sizeof(r)));
+			printf("saved %zu tensors and 2 bytes items (%s) from %lld ranks to %s in %.3f s "
+			       "(%s/s)\n",
+			       spec.ntensors, tool_fmt_bytes(res.bytes, b, sizeof(b)), ranks, url,
+			       res.seconds, tool_fmt_bytes((uint64_t)bps, r, sizeof(r)));
 		}
 	}
 	job_result_clear(&res);

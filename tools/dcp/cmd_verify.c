@@ -8,17 +8,17 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-	"usage: dcp verify [--batch SIZE] URL\n"
-	"\n"
-	"Reads every stored chunk of the checkpoint at URL and checks every block checksum,\n"
-	"by loading every key whole on one rank into buffers the tool allocates. Keys are\n"
-	"loaded in batches of about SIZE bytes (a larger key alone), so memory stays bounded.\n"
-	"Works on any checkpoint, not only those written by 'dcp save'.\n"
-	"\n"
-	"  --batch SIZE  bytes of keys per load; K, M, G suffixes (default 256M)\n"
-	"\n"
-	"Exit status: 0 every checksum matches; 1 a read failed or data is corrupt (the\n"
-	"message names the key, the file and the offset); 2 usage error or invalid URL.\n";
+        "usage: dcp verify [--batch SIZE] URL\n"
+        "\n"
+        "Reads every stored chunk of the checkpoint at URL and checks every block checksum,\n"
+        "by loading every key whole on one rank into buffers the tool allocates. Keys are\n"
+        "loaded in batches of about SIZE bytes (a larger key alone), so memory stays bounded.\n"
+        "Works on any checkpoint, not only those written by 'dcp save'.\n"
+        "\n"
+        "  --batch SIZE  bytes of keys per load; K, M, G suffixes (default 256M)\n"
+        "\n"
+        "Exit status: 0 every checksum matches; 1 a read failed or data is corrupt (the\n"
+        "message names the key, the file and the offset); 2 usage error or invalid URL.\n";
 
 int cmd_verify(int argc, char **argv)
 {
@@ -55,7 +55,8 @@ int cmd_verify(int argc, char **argv)
 	for (size_t first = 0; first < md->nitems && ex == TOOL_EXIT_OK;) {
 		size_t last = first;
 		uint64_t bytes = 0;
-		while (last < md->nitems && (last == first || bytes + md_item_bytes(&md->items[last]) <= batch))
+		while (last < md->nitems &&
+		       (last == first || bytes + md_item_bytes(&md->items[last]) <= batch))
 			bytes += md_item_bytes(&md->items[last++]);
 
 		md_state st;
@@ -84,10 +85,11 @@ int cmd_verify(int argc, char **argv)
 		md_totals t;
 		char b[32];
 		md_count(md, &t);
-		printf("verified %s: %zu tensors, %zu bytes items, %zu chunks, %s in %zu files; every checksum "
+		printf("verified %s: %zu tensors, %zu bytes items, %zu chunks, %s in %zu files; every "
+		       "checksum "
 		       "matches (%.2f s)\n",
-		       url, t.tensors, t.bytes_items, t.chunks, tool_fmt_bytes(t.stored_bytes, b, sizeof(b)), t.files,
-		       tool_now() - t0);
+		       url, t.tensors, t.bytes_items, t.chunks, tool_fmt_bytes(t.stored_bytes, b, sizeof(b)),
+		       t.files, tool_now() - t0);
 	}
 	(void)done;
 	dcp_comm_free(comm);

@@ -78,8 +78,9 @@ int tool_report_error(const char *what, int code, const dcp_error *err);
 
 /*
  * The URL with "threads=T" added to its query, unless T <= 0 or the URL
- * already has a threads parameter (then an unchanged copy). A bare path
- * becomes a file:// URL first. malloc'd; NULL if out of memory.
+ * already has a threads parameter (then an unchanged copy). With T > 0 a bare
+ * path becomes an absolute file:// URL first, so that a query can follow.
+ * malloc'd; NULL if out of memory.
  */
 char *tool_url_with_threads(const char *url, int threads);
 
@@ -152,15 +153,16 @@ typedef struct synth_spec {
 	uint64_t seed;
 	size_t ntensors;
 	synth_tensor *tensors;
-	char *config;        /* JSON of the config bytes item, NUL-terminated */
+	char *config; /* JSON of the config bytes item, NUL-terminated */
 	size_t config_len;
-	size_t rng_len;      /* bytes of the rng.state item (held by rank 0) */
-	uint64_t total_bytes;/* every tensor and bytes item counted once */
-	uint64_t elements;   /* tensor elements, counted once */
+	size_t rng_len;       /* bytes of the rng.state item (held by rank 0) */
+	uint64_t total_bytes; /* every tensor and bytes item counted once */
+	uint64_t elements;    /* tensor elements, counted once */
 } synth_spec;
 
 /* Builds the spec; DCP_EINVAL or DCP_ENOMEM with a message in err. */
-int synth_spec_build(uint64_t size, size_t ntensors, uint64_t seed, synth_spec *out, char *err, size_t errlen);
+int synth_spec_build(uint64_t size, size_t ntensors, uint64_t seed, synth_spec *out, char *err,
+                     size_t errlen);
 /* Builds the spec described by a config bytes item (written by a save). */
 int synth_spec_from_config(const void *json, size_t len, synth_spec *out, char *err, size_t errlen);
 void synth_spec_clear(synth_spec *spec);
@@ -172,7 +174,7 @@ typedef struct synth_chunk {
 	size_t tensor; /* index into spec->tensors */
 	uint64_t offsets[DCP_MAX_DIMS];
 	uint64_t sizes[DCP_MAX_DIMS];
-	void *data;    /* owned by the synth_rank */
+	void *data; /* owned by the synth_rank */
 	uint64_t nbytes;
 } synth_chunk;
 
@@ -181,8 +183,8 @@ typedef struct synth_rank {
 	dcp_state *state;
 	size_t nchunks;
 	synth_chunk *chunks;
-	void *rng;       /* rng.state buffer (save: rank 0 only; load: every rank) */
-	uint64_t bytes;  /* bytes this rank holds (chunks, replicas, bytes items) */
+	void *rng;      /* rng.state buffer (save: rank 0 only; load: every rank) */
+	uint64_t bytes; /* bytes this rank holds (chunks, replicas, bytes items) */
 	uint64_t elements;
 } synth_rank;
 
@@ -206,14 +208,14 @@ uint64_t synth_rank_check(const synth_spec *spec, const synth_rank *r, char *msg
 /* jobs.c: save and load of the synthetic state on N thread-ranks           */
 /* ------------------------------------------------------------------------ */
 typedef struct job_result {
-	int status;       /* DCP_OK, a DCP_E* code, or 1 for a data mismatch */
-	dcp_error *err;   /* of the failed collective (rank 0's copy), or NULL */
-	char message[1024];/* a failure outside libdcp (state building, mismatch) */
-	double seconds;   /* from all ranks ready to the last rank done */
-	uint64_t bytes;   /* bytes held by all ranks together */
-	uint64_t elements;/* elements checked (load) */
+	int status;         /* DCP_OK, a DCP_E* code, or 1 for a data mismatch */
+	dcp_error *err;     /* of the failed collective (rank 0's copy), or NULL */
+	char message[1024]; /* a failure outside libdcp (state building, mismatch) */
+	double seconds;     /* from all ranks ready to the last rank done */
+	uint64_t bytes;     /* bytes held by all ranks together */
+	uint64_t elements;  /* elements checked (load) */
 	uint64_t mismatches;
-	synth_spec spec;  /* load: the spec read from the checkpoint */
+	synth_spec spec; /* load: the spec read from the checkpoint */
 } job_result;
 
 /* Saves the synthetic state of spec on nranks thread-ranks to url. */

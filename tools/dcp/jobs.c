@@ -81,7 +81,8 @@ static int save_rank(dcp_comm *comm, int rank, void *arg)
 	} else if (rc == DCP_OK) {
 		rc = bad < 0 ? DCP_ECOMM : DCP_EPEER;
 		if (bad < 0)
-			snprintf(s->message, sizeof(s->message), "the ranks could not agree to start the save");
+			snprintf(s->message, sizeof(s->message),
+			         "the ranks could not agree to start the save");
 	}
 	progress_step(j->prog, 1);
 	synth_rank_clear(&r); /* zeroed by a failed build: clearing is safe */
@@ -167,15 +168,26 @@ static int load_config(dcp_comm *comm, job *j, rank_slot *s)
 		snprintf(s->message, sizeof(s->message), "out of memory");
 		return DCP_ENOMEM;
 	}
-	int rc = dcp_state_add_bytes(st, SYNTH_CONFIG_KEY, NULL, SYNTH_CONFIG_MAX);
+	int rc = dcp_state_add_bytes(st, SYNTH_CONFIG_KEY, NULL, 0);
 	if (rc != DCP_OK) {
-		snprintf(s->message, sizeof(s->message), "adding %s to the state failed: %s", SYNTH_CONFIG_KEY,
-		         dcp_state_last_error(st));
+		snprintf(s->message, sizeof(s->message), "adding %s to the state failed: %s",
+		         SYNTH_CONFIG_KEY, dcp_state_last_error(st));
 		dcp_state_free(st);
 		return rc;
 	}
-	rc = dcp_load(st, j->url, comm, NULL, &s->err);
-	if (rc == DCP_OK) {
+	/* partial: a checkpoint without the config item is not an error of the
+	 * load but of the tool's use, said below. */
+	dcp_load_options opts = DCP_LOAD_OPTIONS_INIT;
+	opts.partial = 1;
+	rc = dcp_load(st, j->url, comm, &opts, &s->err);
+	if (rc == DCP_OK && !dcp_state_was_loaded(st, SYNTH_CONFIG_KEY)) {
+		snprintf(
+		        s->message, sizeof(s->message),
+		        "%s has no key '%s': it was not written by 'dcp save' (use 'dcp verify' to check any "
+		        "checkpoint)",
+		        j->url, SYNTH_CONFIG_KEY);
+		rc = DCP_EMISMATCH;
+	} else if (rc == DCP_OK) {
 		const void *data = NULL;
 		size_t len = 0;
 		rc = dcp_state_get_bytes(st, SYNTH_CONFIG_KEY, &data, &len);
@@ -205,7 +217,8 @@ static int load_rank(dcp_comm *comm, int rank, void *arg)
 	int loaded = 0;
 	if (s->err == NULL) {
 		if (rc == DCP_OK)
-			rc = synth_rank_build(&s->spec, rank, j->nranks, 1, &r, s->message, sizeof(s->message));
+			rc = synth_rank_build(&s->spec, rank, j->nranks, 1, &r, s->message,
+			                      sizeof(s->message));
 		int bad = agree(comm, rc);
 		if (bad == 0) {
 			s->t0 = tool_now();
@@ -215,7 +228,8 @@ static int load_rank(dcp_comm *comm, int rank, void *arg)
 		} else if (rc == DCP_OK) {
 			rc = bad < 0 ? DCP_ECOMM : DCP_EPEER;
 			if (bad < 0)
-				snprintf(s->message, sizeof(s->message), "the ranks could not agree to start the load");
+				snprintf(s->message, sizeof(s->message),
+				         "the ranks could not agree to start the load");
 		}
 	}
 	progress_step(j->prog, 0);
@@ -229,13 +243,15 @@ static int load_rank(dcp_comm *comm, int rank, void *arg)
 			for (size_t k = 0; k < r.nchunks && !held; k++)
 				held = r.chunks[k].tensor == i;
 			if (held && !dcp_state_was_loaded(r.state, t->key)) {
-				snprintf(s->message, sizeof(s->message), "key %s: not filled by the load", t->key);
+				snprintf(s->message, sizeof(s->message), "key %s: not filled by the load",
+				         t->key);
 				s->mismatches++;
 			}
 		}
 		const void *data = NULL;
 		size_t len = 0;
-		if (dcp_state_get_bytes(r.state, SYNTH_RNG_KEY, &data, &len) != DCP_OK || len != s->spec.rng_len) {
+		if (dcp_state_get_bytes(r.state, SYNTH_RNG_KEY, &data, &len) != DCP_OK ||
+		    len != s->spec.rng_len) {
 			snprintf(s->message, sizeof(s->message), "key %s: loaded %zu bytes, expected %zu",
 			         SYNTH_RNG_KEY, len, s->spec.rng_len);
 			s->mismatches++;

@@ -14,14 +14,14 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
-	{"demo", cmd_demo, "save and load a synthetic model state, resharded, and show the figures"},
-	{"save", cmd_save, "N ranks save a synthetic model state to a URL"},
-	{"load", cmd_load, "N ranks load a 'dcp save' checkpoint and check every element"},
-	{"inspect", cmd_inspect, "show a checkpoint's keys, chunks, files and checksums"},
-	{"verify", cmd_verify, "read everything and check every checksum"},
-	{"cp", cmd_cp, "copy a checkpoint between two URLs"},
-	{"rm", cmd_rm, "remove a checkpoint"},
-	{"plugins", cmd_plugins, "list the storage plugins found"},
+        {"demo", cmd_demo, "save and load a synthetic model state, resharded, and show the figures"},
+        {"save", cmd_save, "N ranks save a synthetic model state to a URL"},
+        {"load", cmd_load, "N ranks load a 'dcp save' checkpoint and check every element"},
+        {"inspect", cmd_inspect, "show a checkpoint's keys, chunks, files and checksums"},
+        {"verify", cmd_verify, "read everything and check every checksum"},
+        {"cp", cmd_cp, "copy a checkpoint between two URLs"},
+        {"rm", cmd_rm, "remove a checkpoint"},
+        {"plugins", cmd_plugins, "list the storage plugins found"},
 };
 #define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

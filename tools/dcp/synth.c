@@ -129,11 +129,11 @@ typedef struct role {
 } role;
 
 static const role ROLES[] = {
-	{"attn.qkv.weight", SYNTH_COL, DCP_BF16, 3.0}, {"attn.out.weight", SYNTH_ROW, DCP_F32, 2.0},
-	{"mlp.up.weight", SYNTH_COL, DCP_F16, 4.0},    {"mlp.down.weight", SYNTH_ROW, DCP_BF16, 4.0},
-	{"norm.weight", SYNTH_REPL, DCP_F32, 0.0},     {"experts.weight", SYNTH_GRID, DCP_F16, 3.0},
-	{"router.counts", SYNTH_MULTI, DCP_I64, 0.2},  {"attn.bias", SYNTH_MULTI, DCP_F64, 0.05},
-	{"quant.scale", SYNTH_COL, DCP_I8, 0.3},       {"mask", SYNTH_ROW, DCP_BOOL, 0.1},
+        {"attn.qkv.weight", SYNTH_COL, DCP_BF16, 3.0}, {"attn.out.weight", SYNTH_ROW, DCP_F32, 2.0},
+        {"mlp.up.weight", SYNTH_COL, DCP_F16, 4.0},    {"mlp.down.weight", SYNTH_ROW, DCP_BF16, 4.0},
+        {"norm.weight", SYNTH_REPL, DCP_F32, 0.0},     {"experts.weight", SYNTH_GRID, DCP_F16, 3.0},
+        {"router.counts", SYNTH_MULTI, DCP_I64, 0.2},  {"attn.bias", SYNTH_MULTI, DCP_F64, 0.05},
+        {"quant.scale", SYNTH_COL, DCP_I8, 0.3},       {"mask", SYNTH_ROW, DCP_BOOL, 0.1},
 };
 #define NROLES (sizeof(ROLES) / sizeof(ROLES[0]))
 
@@ -295,8 +295,9 @@ int synth_spec_build(uint64_t size, size_t ntensors, uint64_t seed, synth_spec *
 			fixed += tensor_elements(&out->tensors[i]) * dcp_dtype_size(out->tensors[i].dtype);
 		}
 	}
-	uint64_t budget = size > fixed + out->config_len + out->rng_len ? size - fixed - out->config_len - out->rng_len
-	                                                                : ntensors;
+	uint64_t budget = size > fixed + out->config_len + out->rng_len
+	                          ? size - fixed - out->config_len - out->rng_len
+	                          : ntensors;
 	for (size_t i = 0; i < ntensors; i++) {
 		if (w[i] == 0.0)
 			continue;
@@ -344,7 +345,8 @@ int synth_spec_from_config(const void *json, size_t len, synth_spec *out, char *
 	cJSON_Delete(o);
 	if (!ok) {
 		snprintf(err, errlen,
-		         "item '%s' is not a configuration written by 'dcp save' (generator dcp-synth, version 1)",
+		         "item '%s' is not a configuration written by 'dcp save' (generator dcp-synth, "
+		         "version 1)",
 		         SYNTH_CONFIG_KEY);
 		return DCP_EMISMATCH;
 	}
@@ -362,7 +364,8 @@ static void fmt_shape(char *buf, size_t len, int ndim, const uint64_t *shape)
 {
 	size_t n = (size_t)snprintf(buf, len, "[");
 	for (int d = 0; d < ndim && n < len; d++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
+		n += (size_t)snprintf(buf + n, len - n, "%s%llu", d ? ", " : "",
+		                      (unsigned long long)shape[d]);
 	if (n < len)
 		snprintf(buf + n, len - n, "]");
 }
@@ -406,11 +409,13 @@ int synth_spec_check_metadata(const synth_spec *spec, const dcp_metadata *md, ch
 			for (size_t j = 0; !known && j < spec->ntensors; j++)
 				known = strcmp(k, spec->tensors[j].key) == 0;
 			if (!known) {
-				snprintf(err, errlen, "key %s: in the checkpoint but not in the synthetic state", k);
+				snprintf(err, errlen,
+				         "key %s: in the checkpoint but not in the synthetic state", k);
 				return DCP_EMISMATCH;
 			}
 		}
-		snprintf(err, errlen, "the checkpoint has %zu items, the synthetic state %zu", md->nitems, want);
+		snprintf(err, errlen, "the checkpoint has %zu items, the synthetic state %zu", md->nitems,
+		         want);
 		return DCP_EMISMATCH;
 	}
 	return DCP_OK;
@@ -593,13 +598,14 @@ int synth_rank_build(const synth_spec *spec, int rank, int nranks, int for_load,
 			}
 			int rc;
 			if (t->kind == SYNTH_REPL || t->kind == SYNTH_SCALAR)
-				rc = dcp_state_add_tensor(out->state, t->key, t->dtype, t->ndim, t->shape, ch->data);
+				rc = dcp_state_add_tensor(out->state, t->key, t->dtype, t->ndim, t->shape,
+				                          ch->data);
 			else
-				rc = dcp_state_add_shard(out->state, t->key, t->dtype, t->ndim, t->shape, ch->offsets,
-				                         ch->sizes, ch->data);
+				rc = dcp_state_add_shard(out->state, t->key, t->dtype, t->ndim, t->shape,
+				                         ch->offsets, ch->sizes, ch->data);
 			if (rc != DCP_OK) {
-				snprintf(err, errlen, "rank %d: adding key %s to the state failed: %s (%s)", rank,
-				         t->key, dcp_strerror(rc), dcp_state_last_error(out->state));
+				snprintf(err, errlen, "rank %d: adding key %s to the state failed: %s (%s)",
+				         rank, t->key, dcp_strerror(rc), dcp_state_last_error(out->state));
 				synth_rank_clear(out);
 				return rc;
 			}
@@ -610,7 +616,7 @@ int synth_rank_build(const synth_spec *spec, int rank, int nranks, int for_load,
 	 * on every rank for a load. */
 	int rc = DCP_OK;
 	if (for_load) {
-		rc = dcp_state_add_bytes(out->state, SYNTH_CONFIG_KEY, NULL, SYNTH_CONFIG_MAX);
+		rc = dcp_state_add_bytes(out->state, SYNTH_CONFIG_KEY, NULL, 0);
 	} else {
 		rc = dcp_state_add_bytes(out->state, SYNTH_CONFIG_KEY, spec->config, spec->config_len);
 		out->bytes += spec->config_len;
@@ -726,10 +732,11 @@ uint64_t synth_rank_check(const synth_spec *spec, const synth_rank *r, char *msg
 			fmt_hex(f, sizeof(f), c->found, c->es);
 			fmt_hex(e, sizeof(e), c->expected, c->es);
 			snprintf(msg, msglen,
-			         "key %s: element %s (index %llu) is %s, expected %s; %llu of %llu elements in this "
+			         "key %s: element %s (index %llu) is %s, expected %s; %llu of %llu elements "
+			         "in this "
 			         "chunk differ",
-			         t->key, coords, (unsigned long long)c->first_bad, f, e, (unsigned long long)c->bad,
-			         (unsigned long long)(ch->nbytes / c->es));
+			         t->key, coords, (unsigned long long)c->first_bad, f, e,
+			         (unsigned long long)c->bad, (unsigned long long)(ch->nbytes / c->es));
 		}
 		bad += c->bad;
 	}
@@ -747,8 +754,8 @@ uint64_t synth_rank_check(const synth_spec *spec, const synth_rank *r, char *msg
 			if (got[i] == want[i])
 				continue;
 			if (bad == 0)
-				snprintf(msg, msglen, "key %s: byte %zu is 0x%02x, expected 0x%02x", SYNTH_RNG_KEY, i,
-				         got[i], want[i]);
+				snprintf(msg, msglen, "key %s: byte %zu is 0x%02x, expected 0x%02x",
+				         SYNTH_RNG_KEY, i, got[i], want[i]);
 			bad++;
 			break;
 		}

@@ -51,7 +51,7 @@ int md_state_build(const dcp_metadata *md, size_t first, size_t last, int per_ch
 		int rc;
 		if (it->type == DCP_ITEM_BYTES) {
 			uint64_t len = md_item_bytes(it);
-			rc = dcp_state_add_bytes(out->state, it->key, NULL, (size_t)len);
+			rc = dcp_state_add_bytes(out->state, it->key, NULL, 0); /* the state allocates */
 			out->bytes += len;
 		} else if (!per_chunk) {
 			uint64_t len = md_item_bytes(it);
