@@ -77,6 +77,21 @@ static char *mem_plugin_path(char *out, size_t outlen)
 	return out;
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out;
+	char buf[1 << 16];
+	size_t n;
+	cr_assert_not_null(in, "cannot open %s", from);
+	out = fopen(to, "wb");
+	cr_assert_not_null(out, "cannot create %s", to);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		cr_assert_eq(fwrite(buf, 1, n, out), n, "short write to %s", to);
+	cr_assert_eq(ferror(in), 0, "read error on %s", from);
+	fclose(in);
+	cr_assert_eq(fclose(out), 0, "cannot write %s", to);
+}
+
 static dcp_registry *new_registry(void)
 {
 	dcp_registry *reg = NULL;
@@ -322,7 +337,7 @@ Test(registry, duplicate_scheme, .timeout = DT_TIMEOUT)
 {
 	dcp_registry *reg = new_registry();
 	dcp_error *err = NULL;
-	char mem[PATH_BUF];
+	char mem[PATH_BUF], dir[PATH_BUF], copy[PATH_BUF + 32];
 	size_t n;
 	char *t;
 	int rc = dcp_registry_add(reg, dt_noop_plugin_entry, &err);
@@ -336,18 +351,29 @@ Test(registry, duplicate_scheme, .timeout = DT_TIMEOUT)
 	err = NULL;
 	cr_assert_eq(dcp_registry_count(reg), n, "a refused plugin was registered anyway");
 
-	/* The same .so twice. */
+	/* The same .so file again registers nothing new (whether or not that
+	 * is reported). */
 	mem_plugin_path(mem, sizeof(mem));
 	rc = dcp_registry_load(reg, mem, &err);
 	cr_assert_eq(rc, DCP_OK, "dcp_registry_load(%s): %s", mem, dt_error_text(err));
 	n = dcp_registry_count(reg);
 	rc = dcp_registry_load(reg, mem, &err);
-	t = local_error(rc, err, "second load of the mem plugin");
-	expect_mention(t, "mem", "second load of the mem plugin");
+	dcp_error_free(err);
+	err = NULL;
+	cr_assert_eq(dcp_registry_count(reg), n, "loading %s twice registered it twice", mem);
+
+	/* A second file serving the same scheme: a copy of the mem plugin. */
+	dt_mkdtemp(dir, sizeof(dir), "dcp-dup-plugin");
+	copy_file(mem, dt_fmt(copy, sizeof(copy), "%s/dcp-mem.so", dir));
+	rc = dcp_registry_load(reg, copy, &err);
+	t = local_error(rc, err, "load of a second plugin for scheme mem");
+	expect_mention(t, "'mem'", "load of a second plugin for scheme mem");
+	expect_mention(t, copy, "load of a second plugin for scheme mem");
 	free(t);
 	dcp_error_free(err);
-	cr_assert_eq(dcp_registry_count(reg), n);
+	cr_assert_eq(dcp_registry_count(reg), n, "a second plugin for scheme mem was registered");
 	dcp_registry_free(reg);
+	dt_rmtree(dir);
 }
 
 Test(registry, explicit_so_path, .timeout = DT_TIMEOUT)
@@ -557,6 +583,9 @@ Test(registry, load_all_reports_bad_plugins_and_loads_the_rest, .timeout = DT_TI
 	rc = dcp_registry_load_all(reg, &err);
 	cr_assert_neq(rc, DCP_OK, "load_all over a folder of malformed plugins succeeded");
 	cr_assert_not_null(err);
+	cr_assert_neq(find_info(reg, "mem", &info), (size_t)-1, "mem was not loaded after the bad plugins");
+	cr_assert_neq(find_info(reg, "faulty", &info), (size_t)-1, "faulty was not loaded after the bad plugins");
+	/* Every refused file is reported, not only the first. */
 	t = dt_error_text(err);
 	expect_mention(t, "dcp-nosym.so", "load_all");
 	expect_mention(t, "dcp-incomplete.so", "load_all");

@@ -114,7 +114,8 @@ Test(url, missing_scheme_is_refused)
 	cr_expect(strstr(msg.text, "'/tmp/x:/y' has no scheme") != NULL, "%s", msg.text);
 	dcp_url_clear(&u);
 	cr_expect_eq(dcp_url_parse("/ckpt/x?from=s3://b", &u, &msg), DCP_EID);
-	cr_expect_str_eq(msg.text, "checkpoint id '/ckpt/x?from=s3://b' has no scheme (expected scheme://...)");
+	cr_expect_str_eq(msg.text,
+	                 "checkpoint id '/ckpt/x?from=s3://b' has no scheme (expected scheme://...)");
 	dcp_url_clear(&u);
 	cr_expect_eq(dcp_url_parse("://x", &u, &msg), DCP_EID);
 	cr_expect(strstr(msg.text, "empty scheme") != NULL, "%s", msg.text);

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "error_internal.h"
@@ -311,8 +312,8 @@ static int basename_loaded_locked(dcp_registry *reg, const char *base)
 	return 0;
 }
 
-/* Loads every plugin file on the search path. The first failure is kept in
- * msg; the others are skipped. */
+/* Loads every plugin file on the search path. A file that fails is skipped
+ * and its reason appended to msg; the first failure's code is returned. */
 static int load_all_locked(dcp_registry *reg, dcp_msg *msg)
 {
 	int first = DCP_OK;
@@ -332,9 +333,15 @@ static int load_all_locked(dcp_registry *reg, dcp_msg *msg)
 			}
 			dcp_msg one = {{0}};
 			int rc = load_so_locked(reg, path, &one);
-			if (rc != DCP_OK && first == DCP_OK) {
-				first = rc;
-				*msg = one;
+			if (rc != DCP_OK) {
+				/* Report every refused file, joined with "; ". */
+				size_t used = strlen(msg->text);
+				if (first == DCP_OK)
+					used = 0;
+				snprintf(msg->text + used, sizeof(msg->text) - used, "%s%s", used ? "; " : "",
+				         one.text);
+				if (first == DCP_OK)
+					first = rc;
 			}
 			free(path);
 		}
@@ -426,6 +433,11 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 	} else if (sep == id) {
 		dcp_msgf(msg, "checkpoint id '%s' has no scheme before '://' (e.g. file://, mem://, s3://)", id);
 		return DCP_EID;
+	} else if ((size_t)(sep - id) == 4 && strncasecmp(id, "file", 4) == 0 &&
+	           (strncmp(sep + 3, "./", 2) == 0 || strncmp(sep + 3, "../", 3) == 0 ||
+	            strcmp(sep + 3, ".") == 0)) {
+		/* file://./relative: the same as the bare relative path. */
+		return dcp_url_canonical(sep + 3, out, msg);
 	} else {
 		for (const char *p = id; p < sep; p++) {
 			char c = *p;

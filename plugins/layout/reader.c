@@ -210,6 +210,21 @@ static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req 
 	return DCP_OK;
 }
 
+/* Joins and frees the jobs of earlier read_data calls, so that a load made of
+ * many batches holds one job at a time. The core waits for each future before
+ * the next call, so their threads are exiting: the join is short. */
+static void reap_jobs(layout_reader *r)
+{
+	read_job *j, *next;
+
+	for (j = r->jobs; j != NULL; j = next) {
+		next = j->next;
+		layout_workers_join(&j->workers);
+		read_job_free(j);
+	}
+	r->jobs = NULL;
+}
+
 static int reader_read_data(dcp_storage_reader *sr, const dcp_load_plan *plan, const dcp_read_req *reqs,
                             size_t n, dcp_future *fut, dcp_msg *msg)
 {
@@ -222,6 +237,7 @@ static int reader_read_data(dcp_storage_reader *sr, const dcp_load_plan *plan, c
 		dcp_msgf(msg, "read_data at %s: requests and future must not be NULL", r->location);
 		return DCP_EINVAL;
 	}
+	reap_jobs(r);
 	job = calloc(1, sizeof(*job));
 	if (job == NULL || pthread_mutex_init(&job->lock, NULL) != 0) {
 		free(job);
@@ -278,16 +294,10 @@ static int reader_set_up(dcp_storage_reader *sr, const dcp_metadata *md, int is_
 static void reader_close(dcp_storage_reader *sr)
 {
 	layout_reader *r = (layout_reader *)sr;
-	read_job *j, *next;
 
 	if (r == NULL)
 		return;
-	for (j = r->jobs; j != NULL; j = j->next)
-		layout_workers_join(&j->workers);
-	for (j = r->jobs; j != NULL; j = next) {
-		next = j->next;
-		read_job_free(j);
-	}
+	reap_jobs(r);
 	r->backend->ops->destroy(r->backend);
 	free(r->location);
 	free(r);

@@ -253,6 +253,19 @@ nomem:
 	return DCP_ENOMEM;
 }
 
+/* Joins and frees every write job of w. */
+static void reap_jobs(layout_writer *w)
+{
+	write_job *j, *next;
+
+	for (j = w->jobs; j != NULL; j = next) {
+		next = j->next;
+		layout_workers_join(&j->workers);
+		write_job_free(j);
+	}
+	w->jobs = NULL;
+}
+
 static int writer_write_data(dcp_storage_writer *sw, const dcp_save_plan *plan, const dcp_write_req *reqs,
                              size_t n, dcp_future *fut, dcp_msg *msg)
 {
@@ -305,6 +318,8 @@ static int writer_write_data(dcp_storage_writer *sw, const dcp_save_plan *plan, 
 		}
 		total += reqs[i].len;
 	}
+	/* Earlier jobs of this writer have completed their futures: free them. */
+	reap_jobs(w);
 	if (n == 0) {
 		/* Nothing to write: no object, no thread. */
 		w->host->write_future_complete(fut, DCP_OK, NULL, 0, NULL);
@@ -456,15 +471,10 @@ static void writer_abort(dcp_storage_writer *sw)
 static void writer_close(dcp_storage_writer *sw)
 {
 	layout_writer *w = (layout_writer *)sw;
-	write_job *j, *next;
 
 	if (w == NULL)
 		return;
-	layout_writer_join(w);
-	for (j = w->jobs; j != NULL; j = next) {
-		next = j->next;
-		write_job_free(j);
-	}
+	reap_jobs(w);
 	w->backend->ops->destroy(w->backend);
 	free(w->location);
 	free(w->save_id);

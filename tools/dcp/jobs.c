@@ -1,8 +1,10 @@
 /*
  * Save and load of the synthetic state on N thread-ranks (dcp_run_ranks).
  *
- * Each rank builds its own share, waits at a barrier so that the timing
- * starts when every rank is ready, runs the collective, and records its
+ * Each rank builds its own share, then all ranks agree (an allgather of their
+ * build status, which doubles as the barrier where timing starts) that every
+ * one is ready before any enters the collective: a rank that could not build
+ * its share must not let the others save an incomplete state. Each rank records its
  * outcome in its own slot of a per-rank array; the calling thread combines
  * the slots after every rank has returned. No state is shared between ranks
  * except the read-only spec and the progress line (which has its own lock).

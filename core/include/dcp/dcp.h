@@ -166,7 +166,7 @@ DCP_EXTERN int dcp_state_add_tensor(dcp_state *state, const char *key, dcp_dtype
 /*
  * Adds an opaque bytes item. Save: `len` bytes at `data`. Load: `data` is a
  * buffer of capacity `len` (the stored item must fit: else DCP_EMISMATCH), or
- * data == NULL to let the state allocate it. After a load,
+ * data == NULL with len == 0 to let the state allocate it. After a load,
  * dcp_state_get_bytes gives the loaded length and buffer. A bytes item held by
  * several ranks is replicated like a tensor: the copies must be equal.
  */
