@@ -56,8 +56,8 @@ static void check_sums(const dcp_metadata *md, const dcp_md_chunk *c, const void
 	             (unsigned long long)nsums);
 	dcp_checksum_blocks(data, len, md->checksum_block, sums);
 	for (uint64_t i = 0; i < nsums; i++)
-		cr_assert_eq(c->storage.sums[i], sums[i], "%s: checksum %llu is %016llx, expected %016llx", what,
-		             (unsigned long long)i, (unsigned long long)c->storage.sums[i],
+		cr_assert_eq(c->storage.sums[i], sums[i], "%s: checksum %llu is %016llx, expected %016llx",
+		             what, (unsigned long long)i, (unsigned long long)c->storage.sums[i],
 		             (unsigned long long)sums[i]);
 	cr_assert(dcp_storage_path_is_safe(c->storage.path), "%s: unsafe storage path '%s'", what,
 	          c->storage.path);
@@ -86,7 +86,8 @@ Test(checkpoint, default_metadata, .timeout = DT_TIMEOUT)
 	cr_assert(md->save_id != NULL && md->save_id[0] != '\0', "the metadata has no save id");
 	cr_assert_eq(md->nitems, 3, "expected 3 items (bytes, replicated, sharded), got %zu", md->nitems);
 	for (size_t i = 1; i < md->nitems; i++)
-		cr_assert_lt(strcmp(md->items[i - 1].key, md->items[i].key), 0, "items are not sorted by key");
+		cr_assert_lt(strcmp(md->items[i - 1].key, md->items[i].key), 0,
+		             "items are not sorted by key");
 
 	/* The bytes item: one chunk of 4 bytes. */
 	it = md_item(md, "bytes");
@@ -126,7 +127,8 @@ Test(checkpoint, default_metadata, .timeout = DT_TIMEOUT)
 		cr_assert_eq(it->chunks[c].sizes[0], 5);
 		cr_assert_eq(it->chunks[c].sizes[1], 10);
 		/* Rank c held chunk c of item 0. */
-		check_sums(md, &it->chunks[c], o.rs[c]->buf[0][c], 200, dt_fmt(what, sizeof(what), "sharded chunk %zu", c));
+		check_sums(md, &it->chunks[c], o.rs[c]->buf[0][c], 200,
+		           dt_fmt(what, sizeof(what), "sharded chunk %zu", c));
 		cr_assert_eq(dt_path_rank(it->chunks[c].storage.path), (int)c,
 		             "sharded chunk %zu was written to '%s', expected a path of rank %zu", c,
 		             it->chunks[c].storage.path, c);
@@ -164,7 +166,8 @@ Test(checkpoint, tensor_held_by_one_rank_gives_one_chunk, .timeout = DT_TIMEOUT)
 	dt_assert_ok(&o, "save of a tensor held only by rank 1");
 	dt_outcome_clear(&o);
 
-	cr_assert_eq(dcp_read_metadata(url, NULL, &md, &err), DCP_OK, "dcp_read_metadata: %s", dt_error_text(err));
+	cr_assert_eq(dcp_read_metadata(url, NULL, &md, &err), DCP_OK, "dcp_read_metadata: %s",
+	             dt_error_text(err));
 	cr_assert_eq(md->nitems, 1);
 	it = md_item(md, "st");
 	cr_assert_eq(it->dtype, DCP_F64);
@@ -173,8 +176,8 @@ Test(checkpoint, tensor_held_by_one_rank_gives_one_chunk, .timeout = DT_TIMEOUT)
 	cr_assert_eq(it->chunks[0].sizes[0], 4);
 	cr_assert_eq(it->chunks[0].sizes[1], 4);
 	cr_assert_eq(it->chunks[0].storage.length, 4 * 4 * 8);
-	cr_assert_eq(dt_path_rank(it->chunks[0].storage.path), 1, "written to '%s', expected a path of rank 1",
-	             it->chunks[0].storage.path);
+	cr_assert_eq(dt_path_rank(it->chunks[0].storage.path), 1,
+	             "written to '%s', expected a path of rank 1", it->chunks[0].storage.path);
 	dcp_metadata_free(md);
 
 	/* Loaded by rank 0 alone this time, rank 1 holding nothing. */
@@ -282,7 +285,8 @@ Test(checkpoint, noop_writer_and_reader_work, .timeout = DT_TIMEOUT)
 	dt_run(NRANKS, load_unchecked, &la, &o);
 	dt_assert_ok(&o, "load through a reader that does nothing");
 	for (int r = 0; r < NRANKS; r++)
-		cr_assert(dcp_state_was_loaded(o.rs[r]->state, "replicated"), "rank %d: replicated not loaded", r);
+		cr_assert(dcp_state_was_loaded(o.rs[r]->state, "replicated"),
+		          "rank %d: replicated not loaded", r);
 	dt_outcome_clear(&o);
 
 	dt_noop_get_counts(plugin, &c);
@@ -315,21 +319,21 @@ typedef struct stage_spec {
 } stage_spec;
 
 static const stage_spec save_stages[] = {
-	{"set_up_storage_writer", "set_up_storage_writer", "plan", 0},
-	{"prepare_local_plan", "prepare_local_plan", "plan", 0},
-	{"prepare_global_plan", "prepare_global_plan", "plan", 1},
-	{"write_data", "write_data", "write", 0},
-	{"write_data_async", "write_data", "write", 0},
-	{"finish", "finish", "write", 1},
+        {"set_up_storage_writer", "set_up_storage_writer", "plan", 0},
+        {"prepare_local_plan", "prepare_local_plan", "plan", 0},
+        {"prepare_global_plan", "prepare_global_plan", "plan", 1},
+        {"write_data", "write_data", "write", 0},
+        {"write_data_async", "write_data", "write", 0},
+        {"finish", "finish", "write", 1},
 };
 
 static const stage_spec load_stages[] = {
-	{"read_metadata", "read_metadata", "plan", 0},
-	{"set_up_storage_reader", "set_up_storage_reader", "plan", 0},
-	{"prepare_local_plan", "prepare_local_plan", "plan", 0},
-	{"prepare_global_plan", "prepare_global_plan", "plan", 1},
-	{"read_data", "read_data", "read", 0},
-	{"read_data_async", "read_data", "read", 0},
+        {"read_metadata", "read_metadata", "plan", 0},
+        {"set_up_storage_reader", "set_up_storage_reader", "plan", 0},
+        {"prepare_local_plan", "prepare_local_plan", "plan", 0},
+        {"prepare_global_plan", "prepare_global_plan", "plan", 1},
+        {"read_data", "read_data", "read", 0},
+        {"read_data_async", "read_data", "read", 0},
 };
 
 static const stage_spec *find_stage(const stage_spec *t, size_t n, const char *name)
@@ -500,15 +504,16 @@ static void load_matrix(const char *stage)
 	}
 }
 
-#define SAVE_FAILURE(stage)                                                                                    \
+#define SAVE_FAILURE(stage)                                                                                  \
 	Test(save_failure, stage, .timeout = DT_TIMEOUT)                                                     \
-	{                                                                                                      \
-		save_matrix(#stage);                                                                           \
-	}                                                                                                      \
+	{                                                                                                    \
+		save_matrix(#stage);                                                                         \
+	}                                                                                                    \
 	Test(save_failure_no_dist, stage, .timeout = DT_TIMEOUT)                                             \
-	{                                                                                                      \
-		save_failure_case(find_stage(save_stages, sizeof(save_stages) / sizeof(save_stages[0]), #stage), \
-		                  0, 0, DT_RANK(0));                                                           \
+	{                                                                                                    \
+		save_failure_case(                                                                           \
+		        find_stage(save_stages, sizeof(save_stages) / sizeof(save_stages[0]), #stage), 0, 0, \
+		        DT_RANK(0));                                                                         \
 	}
 
 SAVE_FAILURE(set_up_storage_writer)
@@ -518,21 +523,22 @@ SAVE_FAILURE(write_data)
 SAVE_FAILURE(write_data_async)
 SAVE_FAILURE(finish)
 
-#define LOAD_FAILURE(stage)                                                                                    \
+#define LOAD_FAILURE(stage)                                                                                  \
 	Test(load_failure, stage, .timeout = DT_TIMEOUT)                                                     \
-	{                                                                                                      \
-		load_matrix(#stage);                                                                           \
-	}                                                                                                      \
+	{                                                                                                    \
+		load_matrix(#stage);                                                                         \
+	}                                                                                                    \
 	Test(load_failure_no_dist, stage, .timeout = DT_TIMEOUT)                                             \
-	{                                                                                                      \
-		dt_layout *l = failure_layout(0);                                                              \
-		dt_outcome o;                                                                                  \
-		dt_save(l, 0, "mem://fload-nodist-" #stage, NULL, SEED_A, &o);                                 \
-		dt_assert_ok(&o, "the checkpoint to load");                                                    \
-		dt_outcome_clear(&o);                                                                          \
-		dt_layout_free(l);                                                                             \
-		load_failure_case(find_stage(load_stages, sizeof(load_stages) / sizeof(load_stages[0]), #stage), \
-		                  0, 0, DT_RANK(0), "fload-nodist-" #stage);                                   \
+	{                                                                                                    \
+		dt_layout *l = failure_layout(0);                                                            \
+		dt_outcome o;                                                                                \
+		dt_save(l, 0, "mem://fload-nodist-" #stage, NULL, SEED_A, &o);                               \
+		dt_assert_ok(&o, "the checkpoint to load");                                                  \
+		dt_outcome_clear(&o);                                                                        \
+		dt_layout_free(l);                                                                           \
+		load_failure_case(                                                                           \
+		        find_stage(load_stages, sizeof(load_stages) / sizeof(load_stages[0]), #stage), 0, 0, \
+		        DT_RANK(0), "fload-nodist-" #stage);                                                 \
 	}
 
 LOAD_FAILURE(read_metadata)
@@ -571,17 +577,17 @@ Test(checkpoint, failures_on_different_ranks_at_one_step, .timeout = DT_TIMEOUT)
 	dt_save(l, NRANKS, "mem://multi", NULL, SEED_A, &o);
 	dt_assert_ok(&o, "the first save");
 	dt_outcome_clear(&o);
-	dt_save(l, NRANKS, "faulty+mem://multi?fail.set_up_storage_writer=1&fail.prepare_local_plan=2", NULL, SEED_B,
-	        &o);
+	dt_save(l, NRANKS, "faulty+mem://multi?fail.set_up_storage_writer=1&fail.prepare_local_plan=2", NULL,
+	        SEED_B, &o);
 	e.status = DCP_EINJECTED;
 	e.ranks = DT_RANK(1) | DT_RANK(2);
 	e.step = "plan";
 	e.entry_code = DCP_EINJECTED;
 	dt_assert_failed(&o, &e, "save failing set-up on rank 1 and the local plan on rank 2");
-	cr_assert(strstr(dcp_error_stage(o.err[0], 0), "set_up_storage_writer") != NULL, "rank 1's stage is '%s'",
-	          dcp_error_stage(o.err[0], 0));
-	cr_assert(strstr(dcp_error_stage(o.err[0], 1), "prepare_local_plan") != NULL, "rank 2's stage is '%s'",
-	          dcp_error_stage(o.err[0], 1));
+	cr_assert(strstr(dcp_error_stage(o.err[0], 0), "set_up_storage_writer") != NULL,
+	          "rank 1's stage is '%s'", dcp_error_stage(o.err[0], 0));
+	cr_assert(strstr(dcp_error_stage(o.err[0], 1), "prepare_local_plan") != NULL,
+	          "rank 2's stage is '%s'", dcp_error_stage(o.err[0], 1));
 	/* The formatted error is one "rank R: STAGE: message" line per rank. */
 	t = dt_error_text(o.err[0]);
 	cr_assert(strncmp(t, "rank 1: ", 8) == 0, "formatted error:\n%s", t);

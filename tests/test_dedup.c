@@ -108,7 +108,7 @@ Test(dedup, replicated_written_once, .timeout = DT_TIMEOUT)
 	dt_layout_free(one);
 }
 
-#define NREP 8
+#define NREP      8
 #define REP_ELEMS 256 /* f32: 1 KiB each */
 
 static dt_layout *replicated_layout(int n, int heavy_rank0)
@@ -166,7 +166,8 @@ Test(dedup, balancing_counts_each_ranks_own_bytes, .timeout = DT_TIMEOUT)
 	             "(per rank: %d %d %d %d)",
 	             count[0], count[0], count[1], count[2], count[3]);
 	for (int r = 1; r < 4; r++)
-		cr_assert_geq(count[r], 1, "rank %d writes none of the replicated items (per rank: %d %d %d %d)", r,
+		cr_assert_geq(count[r], 1,
+		              "rank %d writes none of the replicated items (per rank: %d %d %d %d)", r,
 		              count[0], count[1], count[2], count[3]);
 	dcp_metadata_free(md);
 	load_ok(l, 4, "mem://balance-heavy", SEED_A);
@@ -243,7 +244,8 @@ Test(diverged, replicated_tensor_differs_on_ranks_1_and_3, .timeout = DT_TIMEOUT
 {
 	dt_layout *l = dt_layout_new();
 	uint64_t s[] = {8, 8}, r[] = {12};
-	dt_add_replicated(l, "model.shared.weight", DCP_F32, 2, s, DT_RANKS(4))->diverge = DT_RANK(1) | DT_RANK(3);
+	dt_add_replicated(l, "model.shared.weight", DCP_F32, 2, s, DT_RANKS(4))->diverge =
+	        DT_RANK(1) | DT_RANK(3);
 	dt_split(dt_add_sharded(l, "model.sharded", DCP_F32, 1, r), 0, 4, NULL);
 	diverged_case(l, "mem://diverged-tensor", "model.shared.weight", "1", "3",
 	              "save of a replicated tensor whose copies differ on ranks 1 and 3");

@@ -54,9 +54,10 @@ static char *test_plugin_dir(const char *sub, char *out, size_t outlen)
 		return out;
 	}
 	if (!find_build_path(dt_fmt(rel, sizeof(rel), "lib/dcp/test-plugins/%s", sub), out, outlen))
-		cr_assert_fail("cannot find lib/dcp/test-plugins/%s above %s: build tests/plugins "
-		               "(tests/CMakeLists.txt needs add_subdirectory(plugins)) or set DCP_TEST_PLUGIN_DIR",
-		               sub, dt_exe_dir(rel, sizeof(rel)));
+		cr_assert_fail(
+		        "cannot find lib/dcp/test-plugins/%s above %s: build tests/plugins "
+		        "(tests/CMakeLists.txt needs add_subdirectory(plugins)) or set DCP_TEST_PLUGIN_DIR",
+		        sub, dt_exe_dir(rel, sizeof(rel)));
 	return out;
 }
 
@@ -109,7 +110,8 @@ static char *local_error(int rc, dcp_error *err, const char *what)
 {
 	char *t;
 	cr_assert_neq(rc, DCP_OK, "%s: succeeded, expected a failure", what);
-	cr_assert_not_null(err, "%s: failed with %d (%s) but gave no error object", what, rc, dcp_strerror(rc));
+	cr_assert_not_null(err, "%s: failed with %d (%s) but gave no error object", what, rc,
+	                   dcp_strerror(rc));
 	t = dt_error_text(err);
 	cr_assert_str_eq(dcp_error_step(err), "local", "%s: step '%s', expected 'local':\n%s", what,
 	                 dcp_error_step(err), t);
@@ -123,7 +125,8 @@ static char *local_error(int rc, dcp_error *err, const char *what)
 
 static void expect_mention(const char *text, const char *needle, const char *what)
 {
-	cr_assert(strstr(text, needle) != NULL, "%s: the error does not mention '%s':\n%s", what, needle, text);
+	cr_assert(strstr(text, needle) != NULL, "%s: the error does not mention '%s':\n%s", what, needle,
+	          text);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -170,7 +173,8 @@ Test(registry, no_scheme, .timeout = DT_TIMEOUT)
 		char what[128];
 		int rc = dcp_validate_checkpoint_id(NULL, bad[i], 1, &err);
 		dt_fmt(what, sizeof(what), "validate(\"%s\")", bad[i]);
-		cr_assert_eq(rc, DCP_EID, "%s returned %d (%s), expected DCP_EID", what, rc, dcp_strerror(rc));
+		cr_assert_eq(rc, DCP_EID, "%s returned %d (%s), expected DCP_EID", what, rc,
+		             dcp_strerror(rc));
 		free(local_error(rc, err, what));
 		dcp_error_free(err);
 	}
@@ -275,7 +279,8 @@ Test(registry, bare_path_uses_the_fs_plugin, .timeout = DT_TIMEOUT)
 	int rc, has_file = 0;
 	unsetenv("DCP_PLUGIN_PATH");
 	rc = dcp_registry_find(NULL, "/tmp/dcp-bare-default", &p, &err);
-	cr_assert_eq(rc, DCP_OK, "find of a bare path in the default registry: %d: %s", rc, dt_error_text(err));
+	cr_assert_eq(rc, DCP_OK, "find of a bare path in the default registry: %d: %s", rc,
+	             dt_error_text(err));
 	for (const char *const *s = p->schemes; s && *s; s++)
 		has_file |= strcmp(*s, "file") == 0;
 	cr_assert(has_file, "a bare path resolved to plugin '%s', which does not serve file://", p->name);
@@ -288,7 +293,8 @@ static size_t find_info(dcp_registry *reg, const char *name, dcp_plugin_info *ou
 {
 	size_t n = dcp_registry_count(reg);
 	for (size_t i = 0; i < n; i++) {
-		cr_assert_eq(dcp_registry_info(reg, i, out), DCP_OK, "dcp_registry_info(%zu) of %zu failed", i, n);
+		cr_assert_eq(dcp_registry_info(reg, i, out), DCP_OK, "dcp_registry_info(%zu) of %zu failed",
+		             i, n);
 		if (out->name != NULL && strcmp(out->name, name) == 0)
 			return i;
 	}
@@ -584,7 +590,8 @@ Test(registry, load_all_reports_bad_plugins_and_loads_the_rest, .timeout = DT_TI
 	cr_assert_neq(rc, DCP_OK, "load_all over a folder of malformed plugins succeeded");
 	cr_assert_not_null(err);
 	cr_assert_neq(find_info(reg, "mem", &info), (size_t)-1, "mem was not loaded after the bad plugins");
-	cr_assert_neq(find_info(reg, "faulty", &info), (size_t)-1, "faulty was not loaded after the bad plugins");
+	cr_assert_neq(find_info(reg, "faulty", &info), (size_t)-1,
+	              "faulty was not loaded after the bad plugins");
 	/* Every refused file is reported, not only the first. */
 	t = dt_error_text(err);
 	expect_mention(t, "dcp-nosym.so", "load_all");
@@ -594,7 +601,8 @@ Test(registry, load_all_reports_bad_plugins_and_loads_the_rest, .timeout = DT_TI
 	free(t);
 	dcp_error_free(err);
 	cr_assert_neq(find_info(reg, "mem", &info), (size_t)-1, "mem was not loaded after the bad plugins");
-	cr_assert_neq(find_info(reg, "faulty", &info), (size_t)-1, "faulty was not loaded after the bad plugins");
+	cr_assert_neq(find_info(reg, "faulty", &info), (size_t)-1,
+	              "faulty was not loaded after the bad plugins");
 	cr_assert_eq(find_info(reg, "incomplete", &info), (size_t)-1, "a refused plugin is listed");
 	dcp_registry_free(reg);
 }

@@ -38,9 +38,9 @@ static void roundtrip(const dt_layout *from, int nfrom, const dt_layout *to, int
 /* ------------------------------------------------------------------------ */
 enum { SPEC_CHUNK2, SPEC_CHUNK4, SPEC_ENUM5, SPEC_ENUM2, SPEC_COUNT_2RANKS, SPEC_ROWS5 = SPEC_COUNT_2RANKS };
 
-static const char *const spec_names[] = {"chunk(dim0, r0 r1)", "chunk(dim0, r0 r1 r1 r0)",
-                                         "rows [0:2]r0 [2:3]r1 [3:6]r0 [6:9]r1 [9:10]r0",
-                                         "rows [0:8]r1 [8:10]r0", "rows [0:2][2:3][3:6][6:9][9:10] on 5 ranks"};
+static const char *const spec_names[] = {
+        "chunk(dim0, r0 r1)", "chunk(dim0, r0 r1 r1 r0)", "rows [0:2]r0 [2:3]r1 [3:6]r0 [6:9]r1 [9:10]r0",
+        "rows [0:8]r1 [8:10]r0", "rows [0:2][2:3][3:6][6:9][9:10] on 5 ranks"};
 
 /* A 10x20 f32 tensor "sharded_tensor" laid out by one of the specs. Returns
  * the world size the spec needs. */
@@ -162,7 +162,8 @@ Test(reshard, sharded_and_plain_swap_places, .timeout = DT_TIMEOUT)
 			dt_add_replicated(load, "sharded", DCP_F32, 1, shape, DT_RANKS(2));
 			spec_1d(dt_add_sharded(load, "replicated", DCP_F32, 1, shape), s1);
 			dt_fmt(url, sizeof(url), "mem://swap-%d-%d", s0, s1);
-			dt_fmt(what, sizeof(what), "1-D spec %d saved, spec %d loaded, sharded<->plain", s0, s1);
+			dt_fmt(what, sizeof(what), "1-D spec %d saved, spec %d loaded, sharded<->plain", s0,
+			       s1);
 			roundtrip(save, 2, load, 2, url, what);
 			dt_layout_free(save);
 			dt_layout_free(load);
@@ -342,8 +343,8 @@ ParameterizedTest(int *dtype, reshard, every_dtype, .timeout = DT_TIMEOUT)
 	dcp_dtype parsed;
 
 	cr_assert_gt(dcp_dtype_size(dt), 0, "dtype %d has size 0", *dtype);
-	cr_assert_eq(dcp_dtype_from_name(dcp_dtype_name(dt), &parsed), DCP_OK, "dtype name '%s' does not parse",
-	             dcp_dtype_name(dt));
+	cr_assert_eq(dcp_dtype_from_name(dcp_dtype_name(dt), &parsed), DCP_OK,
+	             "dtype name '%s' does not parse", dcp_dtype_name(dt));
 	cr_assert_eq(parsed, dt);
 
 	dt_split(dt_add_sharded(a, "m", dt, 2, m), 0, 3, NULL);
@@ -414,15 +415,15 @@ Test(strict, missing_key, .timeout = DT_TIMEOUT)
 	uint64_t s[] = {3};
 	save_simple("mem://strict-missing");
 	dt_add_replicated(l, "model.not.in.checkpoint", DCP_F32, 1, s, DT_RANKS(2));
-	expect_load_error(l, "mem://strict-missing", NULL, DCP_ENOTFOUND, "model.not.in.checkpoint", NULL, NULL,
-	                  "strict load of a key missing from the checkpoint");
+	expect_load_error(l, "mem://strict-missing", NULL, DCP_ENOTFOUND, "model.not.in.checkpoint", NULL,
+	                  NULL, "strict load of a key missing from the checkpoint");
 	dt_layout_free(l);
 
 	/* A missing bytes item too. */
 	l = simple_for_load();
 	dt_add_bytes(l, "blob.not.in.checkpoint", 3, DT_RANK(1));
-	expect_load_error(l, "mem://strict-missing", NULL, DCP_ENOTFOUND, "blob.not.in.checkpoint", NULL, NULL,
-	                  "strict load of a bytes key missing from the checkpoint");
+	expect_load_error(l, "mem://strict-missing", NULL, DCP_ENOTFOUND, "blob.not.in.checkpoint", NULL,
+	                  NULL, "strict load of a bytes key missing from the checkpoint");
 	dt_layout_free(l);
 }
 
@@ -546,7 +547,8 @@ Test(validation, overlapping_chunks, .timeout = DT_TIMEOUT)
 	dt_item *it = dt_add_sharded(l, "overlapping.key", DCP_F32, 2, shape);
 	dt_chunk_add(it, 0, o0, s0);
 	dt_chunk_add(it, 1, o1, s1);
-	expect_save_error(l, 2, "mem://overlap", DCP_EPLAN, "overlapping.key", "rows [0:6] and [5:10] overlap");
+	expect_save_error(l, 2, "mem://overlap", DCP_EPLAN, "overlapping.key",
+	                  "rows [0:6] and [5:10] overlap");
 	dt_layout_free(l);
 }
 
@@ -599,6 +601,7 @@ static void disagree_case(const uint64_t *shape1, dcp_dtype dtype1, const char *
 Test(validation, ranks_disagree_on_shape_or_dtype, .timeout = DT_TIMEOUT)
 {
 	uint64_t same[] = {10, 4}, wider[] = {10, 5};
-	disagree_case(wider, DCP_F32, "mem://disagree-shape", "rank 0 saves a 10x4 tensor, rank 1 a 10x5 one");
+	disagree_case(wider, DCP_F32, "mem://disagree-shape",
+	              "rank 0 saves a 10x4 tensor, rank 1 a 10x5 one");
 	disagree_case(same, DCP_I32, "mem://disagree-dtype", "rank 0 saves an f32 tensor, rank 1 an i32 one");
 }

@@ -5,6 +5,7 @@ cmake_policy(SET CMP0009 NEW)
 # DCP_TEST_SUPPORT_SOURCES at tests/CMakeLists.txt:33 (file)
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/tests/support/*.c")
 set(OLD_GLOB
+  "/work/main/tests/support/conformance.c"
   "/work/main/tests/support/dcptest.c"
   "/work/main/tests/support/noop_plugin.c"
   )
@@ -19,6 +20,7 @@ set(OLD_GLOB
   "/work/main/tests/test_checkpoint.c"
   "/work/main/tests/test_cli.c"
   "/work/main/tests/test_comm.c"
+  "/work/main/tests/test_conformance.c"
   "/work/main/tests/test_dedup.c"
   "/work/main/tests/test_errors.c"
   "/work/main/tests/test_faulty.c"

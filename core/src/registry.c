@@ -203,8 +203,9 @@ static int register_locked(dcp_registry *reg, dcp_plugin *p, void *dl, const cha
 	reg->nentries++;
 	return DCP_OK;
 fail:
-	/* Only a table with a known version has a destroy slot we may call. */
-	if (p->version == DCP_PLUGIN_ABI_VERSION && p->destroy != NULL)
+	/* Slots are only appended, so every version >= 1 has destroy where
+	 * version 1 has it: a refused plugin can still be freed. */
+	if (p->version >= 1 && p->destroy != NULL)
 		p->destroy(p);
 fail_nodestroy:
 	if (dl != NULL)

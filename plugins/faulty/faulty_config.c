@@ -119,10 +119,14 @@ static int set_stage(faulty_config *cfg, int stage, const char *ranks, const cha
 			dcp_msgf(msg, "faulty plugin: out of memory parsing the rank list of %s", where);
 			return DCP_ENOMEM;
 		}
-		dcp_msgf(msg,
-		         "faulty plugin: bad rank list in %s: %s; give comma-separated ranks or ranges "
-		         "(e.g. \"1,3\" or \"0-2\"), \"*\" for every rank, or \"\" for none",
-		         where, inner.text[0] ? inner.text : "invalid");
+		if (inner.text[0] != '\0')
+			dcp_msgf(msg, "faulty plugin: %s: %s", where, inner.text);
+		else
+			dcp_msgf(
+			        msg,
+			        "faulty plugin: %s: bad rank list '%s'; give comma-separated ranks or ranges "
+			        "(e.g. \"1,3\" or \"0-2\"), \"*\" for every rank, or \"\" for none",
+			        where, ranks);
 		return DCP_EID;
 	}
 	dcp_rank_set_clear(&cfg->fail[stage]);

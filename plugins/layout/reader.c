@@ -338,7 +338,8 @@ int dcp_layout_reader_open(const dcp_layout_params *params, const dcp_open_optio
 	if (r == NULL || r->location == NULL) {
 		free(r);
 		params->backend->ops->destroy(params->backend);
-		dcp_msgf(msg, "out of memory opening a reader for %s", params->location);
+		dcp_msgf(msg, "out of memory opening a reader for %s",
+		         params->location != NULL ? params->location : "a checkpoint");
 		return DCP_ENOMEM;
 	}
 	r->base.ops = &layout_reader_ops;

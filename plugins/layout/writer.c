@@ -521,15 +521,17 @@ int dcp_layout_writer_open(const dcp_layout_params *params, const dcp_open_optio
 	}
 	rc = check_host(params->host, msg);
 	if (rc == DCP_OK && opts != NULL && opts->version < 1) {
-		dcp_msgf(msg, "open options for %s have version %u; expected %d", params->location,
-		         opts->version, DCP_OPEN_OPTIONS_VERSION);
+		dcp_msgf(msg, "open options for %s have version %u; expected %d",
+		         params->location != NULL ? params->location : "a checkpoint", opts->version,
+		         DCP_OPEN_OPTIONS_VERSION);
 		rc = DCP_EVERSION;
 	}
 	w = rc == DCP_OK ? calloc(1, sizeof(*w)) : NULL;
 	if (w != NULL)
 		w->location = dcp_strdup(params->location != NULL ? params->location : "(unknown location)");
 	if (rc == DCP_OK && (w == NULL || w->location == NULL)) {
-		dcp_msgf(msg, "out of memory opening a writer for %s", params->location);
+		dcp_msgf(msg, "out of memory opening a writer for %s",
+		         params->location != NULL ? params->location : "a checkpoint");
 		rc = DCP_ENOMEM;
 	}
 	if (rc != DCP_OK) {

@@ -44,7 +44,8 @@ char *dt_fmt(char *buf, size_t size, const char *fmt, ...)
 	n = vsnprintf(buf, size, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= size) {
-		fprintf(stderr, "dcptest: formatted text does not fit in %zu bytes (format \"%s\")\n", size, fmt);
+		fprintf(stderr, "dcptest: formatted text does not fit in %zu bytes (format \"%s\")\n", size,
+		        fmt);
 		abort();
 	}
 	return buf;
@@ -54,7 +55,8 @@ char *dt_fmt(char *buf, size_t size, const char *fmt, ...)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void why_set(char *why, size_t whylen, const char *fmt, ...)
+static void
+why_set(char *why, size_t whylen, const char *fmt, ...)
 {
 	va_list ap;
 	if (why == NULL || whylen == 0)
@@ -232,7 +234,8 @@ void dt_split_grid(dt_item *it, int dim0, size_t parts0, int dim1, size_t parts1
 			size[dim0] = b0[i + 1] - b0[i];
 			off[dim1] = b1[j];
 			size[dim1] = b1[j + 1] - b1[j];
-			dt_chunk_add(it, placement ? placement[part] : (int)(part % (size_t)nranks), off, size);
+			dt_chunk_add(it, placement ? placement[part] : (int)(part % (size_t)nranks), off,
+			             size);
 		}
 	}
 }
@@ -372,8 +375,8 @@ static int check_box(const dt_item *it, int rank, size_t chunk, const uint64_t *
 			hex(want, es, want_h, sizeof(want_h));
 			fmt_coords(it->ndim, off, idx, at, sizeof(at));
 			why_set(why, whylen,
-			        "rank %d: key '%s' (%s) chunk %zu: element at %s is 0x%s, expected 0x%s%s", rank,
-			        it->key, dcp_dtype_name(it->dtype), chunk, at, got_h, want_h,
+			        "rank %d: key '%s' (%s) chunk %zu: element at %s is 0x%s, expected 0x%s%s",
+			        rank, it->key, dcp_dtype_name(it->dtype), chunk, at, got_h, want_h,
 			        want_inverse ? " (the buffer should be untouched)" : "");
 			return 1;
 		}
@@ -420,8 +423,8 @@ dt_rank_state *dt_rank_state_new(const dt_layout *l, int rank, dt_fill fill, uin
 				rs->buf[i][c] = dt_xmalloc(n);
 				rs->bufsize[i][c] = n;
 				fill_box(it, ch->off, ch->size, rs->buf[i][c], s, fill);
-				rc = dcp_state_add_shard(rs->state, it->key, it->dtype, it->ndim, it->shape, ch->off,
-				                         ch->size, rs->buf[i][c]);
+				rc = dcp_state_add_shard(rs->state, it->key, it->dtype, it->ndim, it->shape,
+				                         ch->off, ch->size, rs->buf[i][c]);
 				if (rc != DCP_OK)
 					add_failed(rs, "dcp_state_add_shard", it, c, rc);
 			}
@@ -434,7 +437,8 @@ dt_rank_state *dt_rank_state_new(const dt_layout *l, int rank, dt_fill fill, uin
 			rs->buf[i][0] = dt_xmalloc(n);
 			rs->bufsize[i][0] = n;
 			fill_box(it, zero, it->shape, rs->buf[i][0], s, fill);
-			rc = dcp_state_add_tensor(rs->state, it->key, it->dtype, it->ndim, it->shape, rs->buf[i][0]);
+			rc = dcp_state_add_tensor(rs->state, it->key, it->dtype, it->ndim, it->shape,
+			                          rs->buf[i][0]);
 			if (rc != DCP_OK)
 				add_failed(rs, "dcp_state_add_tensor", it, 0, rc);
 		} else {
@@ -500,19 +504,19 @@ static int check_bytes(const dt_rank_state *rs, size_t i, const dt_item *it, cha
 		return 0;
 	}
 	if (rc != DCP_OK) {
-		why_set(why, whylen, "rank %d: dcp_state_get_bytes('%s') returned %d (%s)", rs->rank, it->key, rc,
-		        dcp_strerror(rc));
+		why_set(why, whylen, "rank %d: dcp_state_get_bytes('%s') returned %d (%s)", rs->rank, it->key,
+		        rc, dcp_strerror(rc));
 		return 1;
 	}
 	if (len != it->len) {
-		why_set(why, whylen, "rank %d: bytes '%s': loaded length %zu, expected %zu", rs->rank, it->key, len,
-		        it->len);
+		why_set(why, whylen, "rank %d: bytes '%s': loaded length %zu, expected %zu", rs->rank,
+		        it->key, len, it->len);
 		return 1;
 	}
 	if (!it->lib_alloc && data != rs->buf[i][0]) {
 		why_set(why, whylen,
-		        "rank %d: bytes '%s': dcp_state_get_bytes gave %p, not the caller's buffer %p", rs->rank,
-		        it->key, data, rs->buf[i][0]);
+		        "rank %d: bytes '%s': dcp_state_get_bytes gave %p, not the caller's buffer %p",
+		        rs->rank, it->key, data, rs->buf[i][0]);
 		return 1;
 	}
 	if (len > 0 && data == NULL) {
@@ -523,8 +527,8 @@ static int check_bytes(const dt_rank_state *rs, size_t i, const dt_item *it, cha
 	dt_fill_bytes(rs->seed, it->key, want, len);
 	for (size_t k = 0; k < len; k++) {
 		if (((const unsigned char *)data)[k] != want[k]) {
-			why_set(why, whylen, "rank %d: bytes '%s': byte %zu is 0x%02x, expected 0x%02x", rs->rank,
-			        it->key, k, ((const unsigned char *)data)[k], want[k]);
+			why_set(why, whylen, "rank %d: bytes '%s': byte %zu is 0x%02x, expected 0x%02x",
+			        rs->rank, it->key, k, ((const unsigned char *)data)[k], want[k]);
 			free(want);
 			return 1;
 		}
@@ -538,7 +542,8 @@ static int check_bytes(const dt_rank_state *rs, size_t i, const dt_item *it, cha
 		for (size_t k = len; k < rs->bufsize[i][0]; k++) {
 			if (b[k] != (unsigned char)(want[k] ^ 0xff)) {
 				why_set(why, whylen,
-				        "rank %d: bytes '%s': byte %zu past the loaded length %zu was overwritten",
+				        "rank %d: bytes '%s': byte %zu past the loaded length %zu was "
+				        "overwritten",
 				        rs->rank, it->key, k, len);
 				free(want);
 				return 1;
@@ -565,16 +570,17 @@ int dt_rank_state_check(const dt_rank_state *rs, char *why, size_t whylen)
 		if (!held)
 			continue;
 		if (dcp_state_was_loaded(rs->state, it->key) != !it->expect_missing) {
-			why_set(why, whylen, "rank %d: dcp_state_was_loaded('%s') is %d, expected %d", rs->rank,
-			        it->key, dcp_state_was_loaded(rs->state, it->key), !it->expect_missing);
+			why_set(why, whylen, "rank %d: dcp_state_was_loaded('%s') is %d, expected %d",
+			        rs->rank, it->key, dcp_state_was_loaded(rs->state, it->key),
+			        !it->expect_missing);
 			return 1;
 		}
 		if (it->kind == DT_BYTES) {
 			if (check_bytes(rs, i, it, why, whylen))
 				return 1;
 		} else if (it->kind == DT_REPLICATED) {
-			if (check_box(it, rs->rank, 0, zero, it->shape, rs->buf[i][0], rs->seed, it->expect_missing,
-			              why, whylen))
+			if (check_box(it, rs->rank, 0, zero, it->shape, rs->buf[i][0], rs->seed,
+			              it->expect_missing, why, whylen))
 				return 1;
 		} else {
 			for (size_t c = 0; c < it->nchunks; c++) {
@@ -619,8 +625,8 @@ static int run_trampoline(dcp_comm *comm, int rank, void *arg)
 		return DCP_EINVAL;
 	if (dcp_comm_rank(comm) != rank) {
 		x->out->bad[rank] = 1;
-		why_set(x->out->why[rank], DT_WHY_MAX, "dcp_run_ranks passed rank %d but dcp_comm_rank says %d",
-		        rank, dcp_comm_rank(comm));
+		why_set(x->out->why[rank], DT_WHY_MAX,
+		        "dcp_run_ranks passed rank %d but dcp_comm_rank says %d", rank, dcp_comm_rank(comm));
 	}
 	return x->closures[rank].fn(comm, rank, x->closures[rank].arg, x->out);
 }
@@ -747,8 +753,8 @@ void dt_assert_ok(const dt_outcome *o, const char *what)
 	for (int r = 0; r < o->n; r++) {
 		if (o->status[r] != DCP_OK) {
 			char *t = dt_error_text(o->err[r]);
-			cr_assert_fail("%s: rank %d returned %d (%s); its error object:\n%s", what, r, o->status[r],
-			               dcp_strerror(o->status[r]), t);
+			cr_assert_fail("%s: rank %d returned %d (%s); its error object:\n%s", what, r,
+			               o->status[r], dcp_strerror(o->status[r]), t);
 		}
 		cr_assert_null(o->err[r], "%s: rank %d succeeded but was given an error object", what, r);
 		cr_assert(!o->bad[r], "%s: %s", what, o->why[r]);
@@ -772,56 +778,62 @@ void dt_assert_failed(const dt_outcome *o, const dt_expect *e, const char *what)
 	st = o->status[0];
 	for (int r = 0; r < o->n; r++) {
 		cr_assert(!o->bad[r], "%s: %s", what, o->why[r]);
-		cr_assert_neq(o->status[r], DCP_OK, "%s: rank %d returned DCP_OK, expected a failure on every rank",
-		              what, r);
-		cr_assert_eq(o->status[r], st, "%s: rank %d returned %d (%s) but rank 0 returned %d (%s)", what, r,
-		             o->status[r], dcp_strerror(o->status[r]), st, dcp_strerror(st));
-		cr_assert_not_null(o->err[r], "%s: rank %d failed with %d (%s) but got no error object", what, r,
-		                   o->status[r], dcp_strerror(o->status[r]));
+		cr_assert_neq(o->status[r], DCP_OK,
+		              "%s: rank %d returned DCP_OK, expected a failure on every rank", what, r);
+		cr_assert_eq(o->status[r], st, "%s: rank %d returned %d (%s) but rank 0 returned %d (%s)",
+		             what, r, o->status[r], dcp_strerror(o->status[r]), st, dcp_strerror(st));
+		cr_assert_not_null(o->err[r], "%s: rank %d failed with %d (%s) but got no error object", what,
+		                   r, o->status[r], dcp_strerror(o->status[r]));
 	}
 	e0 = o->err[0];
 	t0 = dt_error_text(e0);
 	if (e->status != 0)
 		cr_assert_eq(st, e->status, "%s: status %d (%s), expected %d (%s); error:\n%s", what, st,
 		             dcp_strerror(st), e->status, dcp_strerror(e->status), t0);
-	cr_assert_eq(st, dcp_error_code(e0),
-	             "%s: the ranks returned %d (%s) but dcp_error_code of their error is %d (%s); error:\n%s",
-	             what, st, dcp_strerror(st), dcp_error_code(e0), dcp_strerror(dcp_error_code(e0)), t0);
+	cr_assert_eq(
+	        st, dcp_error_code(e0),
+	        "%s: the ranks returned %d (%s) but dcp_error_code of their error is %d (%s); error:\n%s",
+	        what, st, dcp_strerror(st), dcp_error_code(e0), dcp_strerror(dcp_error_code(e0)), t0);
 	for (int r = 1; r < o->n; r++) {
 		char *tr = dt_error_text(o->err[r]);
-		cr_assert_str_eq(tr, t0, "%s: rank %d's error differs from rank 0's:\n--- rank 0:\n%s--- rank %d:\n%s",
-		                 what, r, t0, r, tr);
-		cr_assert_str_eq(dcp_error_step(o->err[r]), dcp_error_step(e0), "%s: rank %d's step '%s' != '%s'",
-		                 what, r, dcp_error_step(o->err[r]), dcp_error_step(e0));
+		cr_assert_str_eq(
+		        tr, t0, "%s: rank %d's error differs from rank 0's:\n--- rank 0:\n%s--- rank %d:\n%s",
+		        what, r, t0, r, tr);
+		cr_assert_str_eq(dcp_error_step(o->err[r]), dcp_error_step(e0),
+		                 "%s: rank %d's step '%s' != '%s'", what, r, dcp_error_step(o->err[r]),
+		                 dcp_error_step(e0));
 		free(tr);
 	}
 	cr_assert(dcp_error_count(e0) > 0, "%s: the error object has no entries", what);
 	if (!e->any_ranks) {
 		uint64_t seen = 0;
 		cr_assert_eq(dcp_error_count(e0), (size_t)popcount64(e->ranks),
-		             "%s: the error names %zu ranks, expected %d; error:\n%s", what, dcp_error_count(e0),
-		             popcount64(e->ranks), t0);
+		             "%s: the error names %zu ranks, expected %d; error:\n%s", what,
+		             dcp_error_count(e0), popcount64(e->ranks), t0);
 		for (size_t i = 0; i < dcp_error_count(e0); i++) {
 			int r = dcp_error_rank(e0, i);
 			cr_assert(r >= 0 && r < 64 && (e->ranks & DT_RANK(r)),
-			          "%s: the error names rank %d, which was not meant to fail; error:\n%s", what, r, t0);
-			cr_assert(!(seen & DT_RANK(r)), "%s: the error names rank %d twice; error:\n%s", what, r, t0);
+			          "%s: the error names rank %d, which was not meant to fail; error:\n%s",
+			          what, r, t0);
+			cr_assert(!(seen & DT_RANK(r)), "%s: the error names rank %d twice; error:\n%s", what,
+			          r, t0);
 			seen |= DT_RANK(r);
 			if (i > 0)
 				cr_assert_lt(dcp_error_rank(e0, i - 1), r,
-				             "%s: error entries are not ordered by rank; error:\n%s", what, t0);
+				             "%s: error entries are not ordered by rank; error:\n%s", what,
+				             t0);
 		}
 		for (int r = 0; r < o->n; r++)
 			cr_assert_eq(dcp_error_has_rank(e0, r), (e->ranks & DT_RANK(r)) != 0,
-			             "%s: dcp_error_has_rank(%d) is %d; error:\n%s", what, r, dcp_error_has_rank(e0, r),
-			             t0);
+			             "%s: dcp_error_has_rank(%d) is %d; error:\n%s", what, r,
+			             dcp_error_has_rank(e0, r), t0);
 	}
 	cr_assert_eq(dcp_error_code(e0), dcp_error_entry_code(e0, 0),
-	             "%s: dcp_error_code %d is not the first entry's code %d; error:\n%s", what, dcp_error_code(e0),
-	             dcp_error_entry_code(e0, 0), t0);
+	             "%s: dcp_error_code %d is not the first entry's code %d; error:\n%s", what,
+	             dcp_error_code(e0), dcp_error_entry_code(e0, 0), t0);
 	if (e->step != NULL)
-		cr_assert_str_eq(dcp_error_step(e0), e->step, "%s: step '%s', expected '%s'; error:\n%s", what,
-		                 dcp_error_step(e0), e->step, t0);
+		cr_assert_str_eq(dcp_error_step(e0), e->step, "%s: step '%s', expected '%s'; error:\n%s",
+		                 what, dcp_error_step(e0), e->step, t0);
 	for (size_t i = 0; i < dcp_error_count(e0); i++) {
 		const char *stage = dcp_error_stage(e0, i);
 		const char *msg = dcp_error_message(e0, i);

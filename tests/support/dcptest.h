@@ -30,18 +30,18 @@
 
 #include "dcp/dcp.h"
 
-#define DT_MAX_RANKS 16
-#define DT_MAX_ITEMS 48
+#define DT_MAX_RANKS  16
+#define DT_MAX_ITEMS  48
 #define DT_MAX_CHUNKS 64
-#define DT_KEY_MAX 160
-#define DT_WHY_MAX 768
-#define DT_URL_MAX 1024
+#define DT_KEY_MAX    160
+#define DT_WHY_MAX    768
+#define DT_URL_MAX    1024
 /* Per-test Criterion timeout, in seconds: a hang in the core fails one test
  * instead of stalling the whole run. */
 #define DT_TIMEOUT 120.0
 
 /* Rank masks: DT_RANKS(n) is ranks 0..n-1; DT_RANK(r) is rank r alone. */
-#define DT_RANK(r) (UINT64_C(1) << (r))
+#define DT_RANK(r)  (UINT64_C(1) << (r))
 #define DT_RANKS(n) ((n) >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << (n)) - 1)
 
 /* ------------------------------------------------------------------------ */
@@ -155,7 +155,7 @@ typedef struct dt_rank_state {
 	dcp_state *state;
 	void *buf[DT_MAX_ITEMS][DT_MAX_CHUNKS]; /* owned; NULL where not held */
 	size_t bufsize[DT_MAX_ITEMS][DT_MAX_CHUNKS];
-	int add_failed;      /* a dcp_state_add_* call failed: why says which */
+	int add_failed; /* a dcp_state_add_* call failed: why says which */
 	char why[DT_WHY_MAX];
 } dt_rank_state;
 
@@ -252,7 +252,8 @@ int dt_error_mentions(const dcp_error *err, const char *needle);
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-char *dt_fmt(char *buf, size_t size, const char *fmt, ...);
+char *
+dt_fmt(char *buf, size_t size, const char *fmt, ...);
 
 /* The writing rank encoded in a storage path named "__<rank>_..." (in its
  * last component), or -1. */

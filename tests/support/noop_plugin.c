@@ -32,7 +32,8 @@ typedef struct noop_plugin {
 	atomic_uint validate, writer_open, reader_open;
 	atomic_uint set_up_storage_writer, writer_prepare_local_plan, writer_prepare_global_plan;
 	atomic_uint write_data, finish, writer_close, writer_abort;
-	atomic_uint read_metadata, set_up_storage_reader, reader_prepare_local_plan, reader_prepare_global_plan;
+	atomic_uint read_metadata, set_up_storage_reader, reader_prepare_local_plan,
+	        reader_prepare_global_plan;
 	atomic_uint read_data, reader_close;
 	atomic_uint_fast64_t items_written, bytes_written;
 } noop_plugin;
@@ -80,8 +81,8 @@ static int noop_w_prepare_global_plan(dcp_storage_writer *w, dcp_save_plan *plan
 	return DCP_OK;
 }
 
-static int noop_write_data(dcp_storage_writer *w, const dcp_save_plan *plan, const dcp_write_req *reqs, size_t n,
-                           dcp_future *fut, dcp_msg *msg)
+static int noop_write_data(dcp_storage_writer *w, const dcp_save_plan *plan, const dcp_write_req *reqs,
+                           size_t n, dcp_future *fut, dcp_msg *msg)
 {
 	noop_writer *nw = (noop_writer *)w;
 	dcp_write_result *res = NULL;
@@ -91,7 +92,8 @@ static int noop_write_data(dcp_storage_writer *w, const dcp_save_plan *plan, con
 	if (n > 0) {
 		res = calloc(n, sizeof(*res));
 		if (res == NULL) {
-			dcp_msgf(msg, "noop plugin: out of memory for %zu write results on rank %d", n, nw->rank);
+			dcp_msgf(msg, "noop plugin: out of memory for %zu write results on rank %d", n,
+			         nw->rank);
 			return DCP_ENOMEM;
 		}
 	}
@@ -139,16 +141,16 @@ static void noop_writer_close(dcp_storage_writer *w)
 }
 
 static const dcp_writer_ops noop_writer_ops = {
-	.version = DCP_WRITER_OPS_VERSION,
-	.reset = NULL,
-	.set_up_storage_writer = noop_set_up_storage_writer,
-	.prepare_local_plan = noop_w_prepare_local_plan,
-	.prepare_global_plan = noop_w_prepare_global_plan,
-	.write_data = noop_write_data,
-	.finish = noop_finish,
-	.storage_meta = NULL,
-	.abort = noop_writer_abort,
-	.close = noop_writer_close,
+        .version = DCP_WRITER_OPS_VERSION,
+        .reset = NULL,
+        .set_up_storage_writer = noop_set_up_storage_writer,
+        .prepare_local_plan = noop_w_prepare_local_plan,
+        .prepare_global_plan = noop_w_prepare_global_plan,
+        .write_data = noop_write_data,
+        .finish = noop_finish,
+        .storage_meta = NULL,
+        .abort = noop_writer_abort,
+        .close = noop_writer_close,
 };
 
 /* ---- reader ---- */
@@ -168,8 +170,8 @@ static int noop_read_metadata(dcp_storage_reader *r, dcp_metadata **out, dcp_msg
 	return rc;
 }
 
-static int noop_set_up_storage_reader(dcp_storage_reader *r, const dcp_metadata *md, int is_coordinator, int rank,
-                                      int world_size, dcp_msg *msg)
+static int noop_set_up_storage_reader(dcp_storage_reader *r, const dcp_metadata *md, int is_coordinator,
+                                      int rank, int world_size, dcp_msg *msg)
 {
 	(void)md;
 	(void)is_coordinator;
@@ -197,8 +199,8 @@ static int noop_r_prepare_global_plan(dcp_storage_reader *r, dcp_load_plan *plan
 	return DCP_OK;
 }
 
-static int noop_read_data(dcp_storage_reader *r, const dcp_load_plan *plan, const dcp_read_req *reqs, size_t n,
-                          dcp_future *fut, dcp_msg *msg)
+static int noop_read_data(dcp_storage_reader *r, const dcp_load_plan *plan, const dcp_read_req *reqs,
+                          size_t n, dcp_future *fut, dcp_msg *msg)
 {
 	noop_plugin *p = ((noop_reader *)r)->p;
 	(void)plan;
@@ -217,14 +219,14 @@ static void noop_reader_close(dcp_storage_reader *r)
 }
 
 static const dcp_reader_ops noop_reader_ops = {
-	.version = DCP_READER_OPS_VERSION,
-	.reset = NULL,
-	.read_metadata = noop_read_metadata,
-	.set_up_storage_reader = noop_set_up_storage_reader,
-	.prepare_local_plan = noop_r_prepare_local_plan,
-	.prepare_global_plan = noop_r_prepare_global_plan,
-	.read_data = noop_read_data,
-	.close = noop_reader_close,
+        .version = DCP_READER_OPS_VERSION,
+        .reset = NULL,
+        .read_metadata = noop_read_metadata,
+        .set_up_storage_reader = noop_set_up_storage_reader,
+        .prepare_local_plan = noop_r_prepare_local_plan,
+        .prepare_global_plan = noop_r_prepare_global_plan,
+        .read_data = noop_read_data,
+        .close = noop_reader_close,
 };
 
 /* ---- plugin ---- */
