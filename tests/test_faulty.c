@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -979,6 +980,31 @@ Test(faulty, every_example_scenario_is_valid)
 	}
 	closedir(d);
 	cr_assert_geq(n, 3, "expected at least 3 example scenarios in %s, found %d", dir, n);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+Test(faulty, wraps_the_fs_plugin_too)
+{
+	char dir[] = "/tmp/dcp-test-faulty-fs-XXXXXX";
+	char plain[PATH_MAX], url[PATH_MAX + 64];
+	const int w1[] = {1}, r0[] = {0};
+
+	cr_assert_not_null(mkdtemp(dir));
+	FORMAT(plain, sizeof(plain), "file://%s/ckpt", dir);
+	FORMAT(url, sizeof(url), "faulty+%s?fail.write_data_async=1", plain);
+	expect_stage_failure(url, 0, 3, 0, 21, w1, 1, "write_data_async");
+	cr_assert_not(checkpoint_exists(plain));
+	FORMAT(url, sizeof(url), "faulty+%s", plain);
+	save_ok(url, 3, 2, 21, NULL);
+	FORMAT(url, sizeof(url), "faulty+%s?fail.read_data=0", plain);
+	expect_stage_failure(url, 1, 2, 1, 21, r0, 1, "read_data");
+	load_ok(plain, 2, 1, 21, NULL);
+	cr_assert_eq(nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0, "cannot remove %s", dir);
 }
 
 /* ------------------------------------------------------------------------ */

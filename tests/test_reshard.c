@@ -76,11 +76,13 @@ Test(reshard, specs_10x20_pairwise, .timeout = DT_TIMEOUT)
 {
 	for (int s0 = 0; s0 <= SPEC_ROWS5; s0++) {
 		for (int s1 = 0; s1 <= SPEC_ROWS5; s1++) {
-			dt_layout *a = dt_layout_new(), *b = dt_layout_new();
+			dt_layout *a, *b;
 			char url[128], what[256];
 			int n0, n1;
 			if (s0 == s1)
 				continue;
+			a = dt_layout_new();
+			b = dt_layout_new();
 			n0 = spec_10x20(a, s0);
 			n1 = spec_10x20(b, s1);
 			dt_fmt(url, sizeof(url), "mem://specs-%d-%d", s0, s1);

@@ -402,6 +402,27 @@ int dcp_registry_info(dcp_registry *reg, size_t i, dcp_plugin_info *out)
 /* The URL pipeline                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* id with every '%' written as "%25" (malloc'd), or NULL. */
+static char *escape_percent(const char *id)
+{
+	size_t n = 0;
+	for (const char *p = id; *p; p++)
+		n += *p == '%' ? 3 : 1;
+	char *e = malloc(n + 1), *q = e;
+	if (e == NULL)
+		return NULL;
+	for (const char *p = id; *p; p++) {
+		if (*p == '%') {
+			memcpy(q, "%25", 3);
+			q += 3;
+		} else {
+			*q++ = *p;
+		}
+	}
+	*q = '\0';
+	return e;
+}
+
 int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 {
 	*out = NULL;
@@ -412,18 +433,26 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 	const char *sep = strstr(id, "://");
 	if (sep == NULL) {
 		/* A bare path means file://, made absolute now so that every rank
-		 * and the plugin agree on where it is. */
-		if (id[0] == '/') {
-			*out = dcp_asprintf("file://%s", id);
+		 * and the plugin agree on where it is. '%' is escaped (file URLs
+		 * are percent-decoded); a '?' still starts the options, as in
+		 * "./ckpt?threads=8". */
+		char *path = escape_percent(id);
+		if (path == NULL) {
+			dcp_msgf(msg, "out of memory");
+			return DCP_ENOMEM;
+		}
+		if (path[0] == '/') {
+			*out = dcp_asprintf("file://%s", path);
 		} else {
 			char cwd[PATH_MAX];
 			if (getcwd(cwd, sizeof(cwd)) == NULL) {
 				dcp_msgf(msg, "checkpoint id '%s' is a relative path but the current directory is "
 				              "unknown (%s): give an absolute path",
 				         id, strerror(errno));
+				free(path);
 				return DCP_EID;
 			}
-			const char *rel = id;
+			const char *rel = path;
 			while (rel[0] == '.' && rel[1] == '/')
 				rel += 2;
 			if (strcmp(rel, ".") == 0)
@@ -431,6 +460,7 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 			*out = strcmp(cwd, "/") == 0 ? dcp_asprintf("file:///%s", rel)
 			                             : dcp_asprintf("file://%s%s%s", cwd, rel[0] ? "/" : "", rel);
 		}
+		free(path);
 	} else if (sep == id) {
 		dcp_msgf(msg, "checkpoint id '%s' has no scheme before '://' (e.g. file://, mem://, s3://)", id);
 		return DCP_EID;

@@ -122,11 +122,10 @@ static int set_stage(faulty_config *cfg, int stage, const char *ranks, const cha
 		if (inner.text[0] != '\0')
 			dcp_msgf(msg, "faulty plugin: %s: %s", where, inner.text);
 		else
-			dcp_msgf(
-			        msg,
-			        "faulty plugin: %s: bad rank list '%s'; give comma-separated ranks or ranges "
-			        "(e.g. \"1,3\" or \"0-2\"), \"*\" for every rank, or \"\" for none",
-			        where, ranks);
+			dcp_msgf(msg,
+			         "faulty plugin: %s: bad rank list '%s'; give comma-separated ranks or "
+			         "ranges (e.g. \"1,3\" or \"0-2\"), \"*\" for every rank, or \"\" for none",
+			         where, ranks);
 		return DCP_EID;
 	}
 	dcp_rank_set_clear(&cfg->fail[stage]);
@@ -145,9 +144,8 @@ static int read_file(const char *path, char **out, size_t *len, dcp_msg *msg)
 	if (f == NULL) {
 		dcp_msgf(msg,
 		         "faulty plugin: cannot open the scenario file '%s' (parameter faults=): %s; give "
-		         "the path "
-		         "of a readable JSON file (relative paths are from the working directory), see "
-		         "conf/faults/README.md",
+		         "the path of a readable JSON file (relative paths are from the working directory), "
+		         "see conf/faults/README.md",
 		         path, strerror(errno));
 		return DCP_EID;
 	}
@@ -170,8 +168,7 @@ static int read_file(const char *path, char **out, size_t *len, dcp_msg *msg)
 		free(buf);
 		dcp_msgf(msg,
 		         "faulty plugin: the scenario file '%s' is larger than %u bytes; a scenario is a "
-		         "small "
-		         "JSON object, see conf/faults/README.md",
+		         "small JSON object, see conf/faults/README.md",
 		         path, FAULTY_SCENARIO_MAX_BYTES);
 		return DCP_EID;
 	}
@@ -204,19 +201,17 @@ static int json_ranks_to_string(const cJSON *value, const char *path, const char
 				free(s);
 				dcp_msgf(msg,
 				         "faulty plugin: in the scenario file '%s', \"fail\".\"%s\"[%zu] is "
-				         "not a "
-				         "rank; ranks are integers from 0 to 65535",
+				         "not a rank; ranks are integers from 0 to 65535",
 				         path, stage, i);
 				return DCP_EID;
 			}
 			used += (size_t)sprintf(s + used, "%s%d", i ? "," : "", (int)d);
 		}
 	} else {
-		dcp_msgf(
-		        msg,
-		        "faulty plugin: in the scenario file '%s', \"fail\".\"%s\" must be an array of ranks "
-		        "(e.g. [1, 3]) or a rank-list string (e.g. \"*\" or \"0-2\")",
-		        path, stage);
+		dcp_msgf(msg,
+		         "faulty plugin: in the scenario file '%s', \"fail\".\"%s\" must be an array of "
+		         "ranks (e.g. [1, 3]) or a rank-list string (e.g. \"*\" or \"0-2\")",
+		         path, stage);
 		return DCP_EID;
 	}
 	if (s == NULL) {
@@ -252,19 +247,18 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 			}
 		}
 		free(text);
-		dcp_msgf(
-		        msg,
-		        "faulty plugin: the scenario file '%s' is not valid JSON (line %zu, column %zu); see "
-		        "conf/faults/README.md for the format",
-		        path, line, col);
+		dcp_msgf(msg,
+		         "faulty plugin: the scenario file '%s' is not valid JSON (line %zu, column %zu); "
+		         "see conf/faults/README.md for the format",
+		         path, line, col);
 		return DCP_EID;
 	}
 	free(text);
 
 	if (!cJSON_IsObject(root)) {
 		dcp_msgf(msg,
-		         "faulty plugin: the scenario file '%s' must hold a JSON object "
-		         "{\"fail\": {\"<stage>\": [ranks]}, \"description\": \"...\"}",
+		         "faulty plugin: the scenario file '%s' must hold a JSON object {\"fail\": "
+		         "{\"<stage>\": [ranks]}, \"description\": \"...\"}",
 		         path);
 		rc = DCP_EID;
 		goto out;
@@ -274,8 +268,7 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 		if (strcmp(item->string, "fail") != 0 && strcmp(item->string, "description") != 0) {
 			dcp_msgf(msg,
 			         "faulty plugin: the scenario file '%s' has an unknown key \"%s\"; the keys "
-			         "are "
-			         "\"fail\" and \"description\"",
+			         "are \"fail\" and \"description\"",
 			         path, item->string);
 			rc = DCP_EID;
 			goto out;
@@ -292,8 +285,7 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 	if (!cJSON_IsObject(fail)) {
 		dcp_msgf(msg,
 		         "faulty plugin: the scenario file '%s' needs a \"fail\" object mapping stages to "
-		         "ranks, "
-		         "e.g. {\"fail\": {\"write_data\": [1, 3]}}",
+		         "ranks, e.g. {\"fail\": {\"write_data\": [1, 3]}}",
 		         path);
 		rc = DCP_EID;
 		goto out;
@@ -307,8 +299,7 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 		if (stage < 0) {
 			dcp_msgf(msg,
 			         "faulty plugin: the scenario file '%s' names an unknown stage \"%s\" in "
-			         "\"fail\"; "
-			         "valid stages: " FAULTY_STAGE_LIST,
+			         "\"fail\"; valid stages: " FAULTY_STAGE_LIST,
 			         path, item->string);
 			rc = DCP_EID;
 			goto out;
@@ -359,8 +350,7 @@ int faulty_config_parse(faulty_plugin *plugin, const char *url, faulty_config *c
 		if (faults[0] == '\0') {
 			dcp_msgf(msg,
 			         "faulty plugin: URL parameter 'faults' is empty in '%s'; give the path of a "
-			         "JSON "
-			         "scenario file, e.g. faults=conf/faults/write-async-rank1.json",
+			         "JSON scenario file, e.g. faults=conf/faults/write-async-rank1.json",
 			         url);
 			rc = DCP_EID;
 			goto out;
@@ -384,8 +374,7 @@ int faulty_config_parse(faulty_plugin *plugin, const char *url, faulty_config *c
 		if (stage < 0) {
 			dcp_msgf(msg,
 			         "faulty plugin: unknown URL parameter '%s' in '%s'; use "
-			         "fail.<stage>=<ranks> with a "
-			         "stage among: " FAULTY_STAGE_LIST,
+			         "fail.<stage>=<ranks> with a stage among: " FAULTY_STAGE_LIST,
 			         key, url);
 			rc = DCP_EID;
 			goto out;

@@ -55,8 +55,7 @@ static int check_inner(const dcp_plugin *p, const char *url, const dcp_storage_r
 	if (missing != NULL) {
 		dcp_msgf(msg,
 		         "faulty plugin: the reader of the inner plugin '%s' (for '%s') lacks the required "
-		         "slot '%s'; "
-		         "fix that plugin",
+		         "slot '%s'; fix that plugin",
 		         p->name, url, missing);
 		return DCP_EPLUGIN;
 	}

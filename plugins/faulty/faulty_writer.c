@@ -61,8 +61,7 @@ static int check_inner(const dcp_plugin *p, const char *url, const dcp_storage_w
 	if (missing != NULL) {
 		dcp_msgf(msg,
 		         "faulty plugin: the writer of the inner plugin '%s' (for '%s') lacks the required "
-		         "slot '%s'; "
-		         "fix that plugin",
+		         "slot '%s'; fix that plugin",
 		         p->name, url, missing);
 		return DCP_EPLUGIN;
 	}

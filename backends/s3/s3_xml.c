@@ -1,0 +1,208 @@
+/*
+ * S3's XML answers, parsed with libxml2 (no network access, no entity
+ * expansion, errors not printed). Elements are matched by local name, so the
+ * S3 namespace may or may not be declared.
+ */
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3_internal.h"
+
+#define XML_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS)
+
+static xmlDocPtr parse(const char *body, size_t len)
+{
+	if (body == NULL || len == 0 || len > INT32_MAX)
+		return NULL;
+	return xmlReadMemory(body, (int)len, "s3.xml", NULL, XML_OPTIONS);
+}
+
+static int named(const xmlNode *n, const char *name)
+{
+	return n != NULL && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
+static const xmlNode *child(const xmlNode *parent, const char *name)
+{
+	const xmlNode *c;
+
+	for (c = parent != NULL ? parent->children : NULL; c != NULL; c = c->next)
+		if (named(c, name))
+			return c;
+	return NULL;
+}
+
+/* The text of element n into buf ("" if none). */
+static void text_into(const xmlNode *n, char *buf, size_t len)
+{
+	xmlChar *t;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (n == NULL)
+		return;
+	t = xmlNodeGetContent(n);
+	if (t != NULL) {
+		snprintf(buf, len, "%s", (const char *)t);
+		xmlFree(t);
+	}
+}
+
+static char *text_dup(const xmlNode *n)
+{
+	xmlChar *t;
+	char *r;
+
+	if (n == NULL)
+		return NULL;
+	t = xmlNodeGetContent(n);
+	if (t == NULL)
+		return NULL;
+	r = dcp_strdup((const char *)t);
+	xmlFree(t);
+	return r;
+}
+
+int s3_xml_error(const char *body, size_t len, char *code, size_t codelen, char *message, size_t msglen)
+{
+	xmlDocPtr doc;
+	const xmlNode *root;
+	int found = 0;
+
+	if (codelen > 0)
+		code[0] = '\0';
+	if (msglen > 0)
+		message[0] = '\0';
+	doc = parse(body, len);
+	if (doc == NULL)
+		return 0;
+	root = xmlDocGetRootElement(doc);
+	if (named(root, "Error")) {
+		found = 1;
+		text_into(child(root, "Code"), code, codelen);
+		text_into(child(root, "Message"), message, msglen);
+	}
+	xmlFreeDoc(doc);
+	return found;
+}
+
+int s3_xml_upload_id(const char *body, size_t len, char **upload_id)
+{
+	xmlDocPtr doc = parse(body, len);
+	const xmlNode *root;
+	int rc = DCP_EIO;
+
+	*upload_id = NULL;
+	if (doc == NULL)
+		return DCP_EIO;
+	root = xmlDocGetRootElement(doc);
+	if (named(root, "InitiateMultipartUploadResult")) {
+		const xmlNode *id = child(root, "UploadId");
+		if (id != NULL) {
+			*upload_id = text_dup(id);
+			rc = *upload_id != NULL ? (**upload_id != '\0' ? DCP_OK : DCP_EIO) : DCP_ENOMEM;
+			if (rc == DCP_EIO) {
+				free(*upload_id);
+				*upload_id = NULL;
+			}
+		}
+	}
+	xmlFreeDoc(doc);
+	return rc;
+}
+
+int s3_xml_list(const char *body, size_t len, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
+                int *truncated, char **next_token)
+{
+	xmlDocPtr doc = parse(body, len);
+	const xmlNode *root, *c;
+	char tmp[32];
+	int rc = DCP_OK;
+
+	*truncated = 0;
+	*next_token = NULL;
+	if (doc == NULL)
+		return DCP_EIO;
+	root = xmlDocGetRootElement(doc);
+	if (!named(root, "ListBucketResult")) {
+		xmlFreeDoc(doc);
+		return DCP_EIO;
+	}
+	for (c = root->children; c != NULL && rc == DCP_OK; c = c->next) {
+		if (named(c, "Contents")) {
+			char *key = text_dup(child(c, "Key"));
+			uint64_t size;
+			if (key == NULL) {
+				rc = DCP_EIO;
+				break;
+			}
+			text_into(child(c, "Size"), tmp, sizeof(tmp));
+			size = strtoull(tmp, NULL, 10);
+			rc = fn(key, size, arg);
+			free(key);
+		} else if (named(c, "IsTruncated")) {
+			text_into(c, tmp, sizeof(tmp));
+			*truncated = strcmp(tmp, "true") == 0;
+		} else if (named(c, "NextContinuationToken")) {
+			free(*next_token);
+			*next_token = text_dup(c);
+			if (*next_token == NULL)
+				rc = DCP_ENOMEM;
+		}
+	}
+	xmlFreeDoc(doc);
+	if (rc != DCP_OK) {
+		free(*next_token);
+		*next_token = NULL;
+	}
+	return rc;
+}
+
+int s3_append(char **dst, size_t *len, const char *s)
+{
+	size_t n = strlen(s);
+	char *p = realloc(*dst, *len + n + 1);
+
+	if (p == NULL) {
+		free(*dst);
+		*dst = NULL;
+		return -1;
+	}
+	memcpy(p + *len, s, n + 1);
+	*dst = p;
+	*len += n;
+	return 0;
+}
+
+int s3_xml_append_escaped(char **dst, size_t *len, const char *s)
+{
+	char one[2] = {0, 0};
+
+	for (; *s != '\0'; s++) {
+		const char *piece;
+		switch (*s) {
+		case '&':
+			piece = "&amp;";
+			break;
+		case '<':
+			piece = "&lt;";
+			break;
+		case '>':
+			piece = "&gt;";
+			break;
+		case '"':
+			piece = "&quot;";
+			break;
+		default:
+			one[0] = *s;
+			piece = one;
+		}
+		if (s3_append(dst, len, piece) != 0)
+			return -1;
+	}
+	return 0;
+}
