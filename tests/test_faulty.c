@@ -10,9 +10,14 @@
  * records what it is given, so that tests can see exactly which URL and which
  * calls reach the inner plugin.
  *
+ * The last tests load dcp-faulty.so with dlopen and give it fake host
+ * services, to check what the protocol cannot show (which inner slots run,
+ * and that an async failure arrives from another thread).
+ *
  * Scenario files are found in $DCP_SOURCE_DIR/conf/faults (ctest sets it),
  * else in ../../conf/faults relative to this executable (build/bin/test_faulty
- * in a build folder at the top of the source tree).
+ * in a build folder at the top of the source tree). dcp-faulty.so is found in
+ * $DCP_BINARY_DIR/lib/dcp/plugins, else in ../lib/dcp/plugins relative to it.
  */
 #include <criterion/criterion.h>
 
