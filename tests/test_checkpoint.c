@@ -948,3 +948,42 @@ Test(planner, version_zero_planner_is_refused, .timeout = DT_TIMEOUT)
 	cr_assert_eq(atomic_load(&p.save_local) + atomic_load(&p.load_local), 0);
 	dt_layout_free(l);
 }
+
+/* Bad options are refused on every rank before anything is written. */
+Test(checkpoint, bad_options_are_refused, .timeout = DT_TIMEOUT)
+{
+	dt_layout *l = failure_layout(NRANKS);
+	dcp_save_options so = DCP_SAVE_OPTIONS_INIT;
+	dcp_load_options lo = DCP_LOAD_OPTIONS_INIT;
+	dcp_metadata *md = NULL;
+	dcp_error *err = NULL;
+	dt_outcome o;
+
+	so.coordinator = NRANKS;
+	dt_save(l, NRANKS, "mem://bad-options", &so, SEED_A, &o);
+	for (int r = 0; r < NRANKS; r++)
+		cr_assert_eq(o.status[r], DCP_EINVAL, "coordinator %d of %d ranks: rank %d returned %d (%s)",
+		             NRANKS, NRANKS, r, o.status[r], dcp_strerror(o.status[r]));
+	dt_outcome_clear(&o);
+	so.coordinator = 0;
+	so.version = 0;
+	dt_save(l, NRANKS, "mem://bad-options", &so, SEED_A, &o);
+	for (int r = 0; r < NRANKS; r++)
+		cr_assert_eq(o.status[r], DCP_EINVAL, "save options version 0: rank %d returned %d (%s)", r,
+		             o.status[r], dcp_strerror(o.status[r]));
+	dt_outcome_clear(&o);
+	cr_assert_eq(dcp_read_metadata("mem://bad-options", NULL, &md, &err), DCP_ENOTFOUND,
+	             "a refused save left a checkpoint behind");
+	dcp_error_free(err);
+
+	dt_save(l, NRANKS, "mem://bad-options", NULL, SEED_A, &o);
+	dt_assert_ok(&o, "save with default options");
+	dt_outcome_clear(&o);
+	lo.coordinator = -1;
+	dt_load(l, NRANKS, "mem://bad-options", &lo, SEED_A, &o);
+	for (int r = 0; r < NRANKS; r++)
+		cr_assert_eq(o.status[r], DCP_EINVAL, "load coordinator -1: rank %d returned %d (%s)", r,
+		             o.status[r], dcp_strerror(o.status[r]));
+	dt_outcome_clear(&o);
+	dt_layout_free(l);
+}

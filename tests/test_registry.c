@@ -202,6 +202,7 @@ Test(registry, unknown_scheme, .timeout = DT_TIMEOUT)
 	t = local_error(rc, err, "find of an unknown scheme");
 	expect_mention(t, "no plugin for scheme 'x'", "find of an unknown scheme");
 	expect_mention(t, dir, "find of an unknown scheme (the searched directories)");
+	expect_mention(t, "lib/dcp/plugins", "find of an unknown scheme (the build tree's plugin directory)");
 	free(t);
 	dcp_error_free(err);
 	err = NULL;

@@ -32,4 +32,8 @@ void dcp_host_init(dcp_host *host)
 	host->read_future_complete = dcp_future_complete_read;
 	host->plugin_for_url = host_plugin_for_url;
 	host->checksum = dcp_checksum;
+	/* Version 2: the core's own futures, for wrapper plugins. */
+	host->future_new = dcp_future_new;
+	host->future_wait = dcp_future_wait;
+	host->future_free = dcp_future_free;
 }

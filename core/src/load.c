@@ -393,6 +393,8 @@ static int check_args(const dcp_state *state, const char *url, dcp_comm *comm, c
 		problem = "options.version is not DCP_LOAD_OPTIONS_VERSION (initialise with DCP_LOAD_OPTIONS_INIT)";
 	else if (o->coordinator < 0 || o->coordinator >= comm->size(comm))
 		problem = "options.coordinator is not a rank of the comm";
+	else if (o->planner != NULL && o->planner->version != DCP_LOAD_PLANNER_VERSION)
+		problem = "options.planner->version is not DCP_LOAD_PLANNER_VERSION (set it when filling the planner's slots)";
 	if (problem == NULL)
 		return DCP_OK;
 	dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_load", "dcp_load: %s", problem));

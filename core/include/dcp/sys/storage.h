@@ -92,7 +92,10 @@ typedef struct dcp_open_options {
 /* ------------------------------------------------------------------------ */
 /* Host services: the core's functions, passed to the plugin's entry point. */
 /* ------------------------------------------------------------------------ */
-#define DCP_HOST_VERSION 1
+/* 1: the slots up to checksum. 2: future_new, future_wait, future_free. A
+ * plugin checks host->version (and that the slot is not NULL) before it calls
+ * a slot of a later version. */
+#define DCP_HOST_VERSION 2
 
 struct dcp_host {
 	unsigned version; /* DCP_HOST_VERSION */
@@ -109,6 +112,20 @@ struct dcp_host {
 	 * wrappers). The registry keeps ownership. */
 	int (*plugin_for_url)(const dcp_host *host, const char *url, dcp_plugin **out, dcp_msg *msg);
 	uint64_t (*checksum)(const void *data, uint64_t len);
+	/* Version 2. Futures a plugin makes for its own calls into another
+	 * plugin (a wrapper calling the inner writer's write_data or reader's
+	 * read_data, to see the outcome before completing its own future).
+	 * future_new: an uncompleted future, or NULL if out of memory; the
+	 * caller owns it. future_wait: blocks until the future is completed
+	 * (by write_future_complete or read_future_complete, from any thread)
+	 * and returns its status; msg (may be NULL) receives its message. The
+	 * results of a completed write stay inside the future. future_free
+	 * (NULL is a no-op): frees a future that was completed, or one that was
+	 * never handed to a plugin slot (or whose slot returned an error); never
+	 * one that a plugin may still complete. */
+	dcp_future *(*future_new)(void);
+	int (*future_wait)(dcp_future *fut, dcp_msg *msg);
+	void (*future_free)(dcp_future *fut);
 };
 
 /* ------------------------------------------------------------------------ */
