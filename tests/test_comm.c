@@ -21,27 +21,39 @@
 #include "dcp/dcp.h"
 #include "dcp/sys/comm.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define SANITIZED 1
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_ON 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TSAN_ON 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_ON 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define TSAN_ON 1
+#endif
+#if __has_feature(memory_sanitizer)
+#define MSAN_ON 1
 #endif
 #endif
-#ifndef SANITIZED
+#if defined(ASAN_ON) || defined(TSAN_ON) || defined(MSAN_ON)
+#define SANITIZED 1
+#else
 #define SANITIZED 0
 #endif
 
 /* The out-of-memory tests ask for impossible sizes: let the sanitizers'
  * allocators answer NULL, as malloc does, instead of aborting. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(ASAN_ON)
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
 {
 	return "allocator_may_return_null=1";
 }
 #endif
-#if defined(__SANITIZE_THREAD__)
+#if defined(TSAN_ON)
 const char *__tsan_default_options(void);
 const char *__tsan_default_options(void)
 {
@@ -97,12 +109,12 @@ void free(void *p)
 /* Messages and the per-rank report                                         */
 /* ------------------------------------------------------------------------ */
 #define MAX_RANKS 256
-#define MIB (1u << 20)
+#define MIB       (1u << 20)
 
 enum msg_mode {
-	MSG_EMPTY,  /* every message is 0 bytes */
-	MSG_MIXED,  /* some 0 bytes, others a few hundred, varying by rank and round */
-	MSG_MIB,    /* 1 MiB + rank bytes */
+	MSG_EMPTY, /* every message is 0 bytes */
+	MSG_MIXED, /* some 0 bytes, others a few hundred, varying by rank and round */
+	MSG_MIB,   /* 1 MiB + rank bytes */
 };
 
 typedef struct ctx {
@@ -113,10 +125,10 @@ typedef struct ctx {
 	char err[MAX_RANKS][256];
 } ctx;
 
-#define RFAIL(c, rank, ...)                                                                                 \
-	do {                                                                                                \
-		snprintf((c)->err[rank], sizeof((c)->err[rank]), __VA_ARGS__);                              \
-		return -1;                                                                                  \
+#define RFAIL(c, rank, ...)                                                    \
+	do {                                                                   \
+		snprintf((c)->err[rank], sizeof((c)->err[rank]), __VA_ARGS__); \
+		return -1;                                                     \
 	} while (0)
 
 static size_t msg_len(enum msg_mode mode, int src, int round)
@@ -224,7 +236,8 @@ static int do_gather(ctx *c, dcp_comm *comm, int rank, int root, int round)
 			if (!msg_ok(&out[r], msg_len(c->mode, r, round), r, round)) {
 				dcp_bufs_release(out, (size_t)c->n);
 				free(out);
-				RFAIL(c, rank, "gather root %d round %d: wrong message from rank %d", root, round, r);
+				RFAIL(c, rank, "gather root %d round %d: wrong message from rank %d", root,
+				      round, r);
 			}
 		}
 		dcp_bufs_release(out, (size_t)c->n);
@@ -346,7 +359,8 @@ static int all_collectives(dcp_comm *comm, int rank, void *arg)
 	if (comm->version != DCP_COMM_VERSION || comm->destroy != NULL)
 		RFAIL(c, rank, "bad version or destroy slot");
 	for (root = 0; root < c->n; root++) {
-		if (do_gather(c, comm, rank, root, round++) != 0 || do_scatter(c, comm, rank, root, round++) != 0 ||
+		if (do_gather(c, comm, rank, root, round++) != 0 ||
+		    do_scatter(c, comm, rank, root, round++) != 0 ||
 		    do_broadcast(c, comm, rank, root, round++) != 0)
 			return -1;
 	}
@@ -355,12 +369,12 @@ static int all_collectives(dcp_comm *comm, int rank, void *arg)
 	return 0;
 }
 
-#define COLLECTIVES_TEST(n, mode, name)                                                                     \
-	Test(thread_comm, name, .timeout = 120)                                                             \
-	{                                                                                                   \
-		ctx *c = ctx_new(n, mode, 0);                                                               \
-		run_checked(c, all_collectives);                                                            \
-		free(c);                                                                                    \
+#define COLLECTIVES_TEST(n, mode, name)          \
+	Test(thread_comm, name, .timeout = 120)  \
+	{                                        \
+		ctx *c = ctx_new(n, mode, 0);    \
+		run_checked(c, all_collectives); \
+		free(c);                         \
 	}
 
 COLLECTIVES_TEST(1, MSG_EMPTY, ranks1_empty)
@@ -442,7 +456,8 @@ static int expect_rc(ctx *c, int rank, const char *what, int rc, int want)
 /* After any failure the group still works. */
 static int still_works(ctx *c, dcp_comm *comm, int rank, int round)
 {
-	return do_allgather(c, comm, rank, round) != 0 || do_broadcast(c, comm, rank, c->n - 1, round + 1) != 0;
+	return do_allgather(c, comm, rank, round) != 0 ||
+	       do_broadcast(c, comm, rank, c->n - 1, round + 1) != 0;
 }
 
 static int mismatched_calls(dcp_comm *comm, int rank, void *arg)
@@ -469,7 +484,7 @@ static int mismatched_calls(dcp_comm *comm, int rank, void *arg)
 	return still_works(c, comm, rank, 0);
 }
 
-Test(thread_comm, mismatched_calls_fail_everywhere)
+Test(thread_comm, mismatched_calls_fail_everywhere, .timeout = 120)
 {
 	ctx *c = ctx_new(4, MSG_MIXED, 0);
 	run_checked(c, mismatched_calls);
@@ -491,7 +506,8 @@ static int bad_arguments(dcp_comm *comm, int rank, void *arg)
 		return -1;
 	/* One rank's bad argument: it gets DCP_EINVAL, the others DCP_ECOMM. */
 	rc = comm->allgather(comm, "abc", 3, rank == 1 ? NULL : out);
-	if (expect_rc(c, rank, "allgather without out on rank 1", rc, rank == 1 ? DCP_EINVAL : DCP_ECOMM) != 0)
+	if (expect_rc(c, rank, "allgather without out on rank 1", rc, rank == 1 ? DCP_EINVAL : DCP_ECOMM) !=
+	    0)
 		return -1;
 	if (rank != 1 && (out[0].data != NULL || out[2].len != 0))
 		RFAIL(c, rank, "outputs not cleared after a failure");
@@ -499,12 +515,13 @@ static int bad_arguments(dcp_comm *comm, int rank, void *arg)
 	if (expect_rc(c, rank, "gather of NULL data on rank 0", rc, rank == 0 ? DCP_EINVAL : DCP_ECOMM) != 0)
 		return -1;
 	rc = comm->scatter(comm, 0, NULL, &one);
-	if (expect_rc(c, rank, "scatter without input on the root", rc, rank == 0 ? DCP_EINVAL : DCP_ECOMM) != 0)
+	if (expect_rc(c, rank, "scatter without input on the root", rc, rank == 0 ? DCP_EINVAL : DCP_ECOMM) !=
+	    0)
 		return -1;
 	return still_works(c, comm, rank, 0);
 }
 
-Test(thread_comm, bad_arguments_fail_everywhere)
+Test(thread_comm, bad_arguments_fail_everywhere, .timeout = 120)
 {
 	ctx *c = ctx_new(3, MSG_MIXED, 0);
 	run_checked(c, bad_arguments);
@@ -560,7 +577,7 @@ static int out_of_memory(dcp_comm *comm, int rank, void *arg)
 	return still_works(c, comm, rank, 0);
 }
 
-Test(thread_comm, out_of_memory_on_some_ranks)
+Test(thread_comm, out_of_memory_on_some_ranks, .timeout = 120)
 {
 	ctx *c = ctx_new(4, MSG_MIXED, 0);
 	run_checked(c, out_of_memory);
@@ -586,8 +603,11 @@ static int allgather_alloc_failures(dcp_comm *comm, int rank, void *arg)
 		if (rank == victim) {
 			fail_countdown = -1;
 			hit = fail_hit;
+			if (hit)
+				atomic_fetch_add(&c->counter, 1);
 		}
-		if (expect_rc(c, rank, "allgather with a failed allocation", rc, hit ? DCP_ENOMEM : DCP_OK) != 0)
+		if (expect_rc(c, rank, "allgather with a failed allocation", rc, hit ? DCP_ENOMEM : DCP_OK) !=
+		    0)
 			return -1;
 		if (rc == DCP_OK)
 			dcp_bufs_release(out, (size_t)c->n);
@@ -599,10 +619,12 @@ static int allgather_alloc_failures(dcp_comm *comm, int rank, void *arg)
 	return 0;
 }
 
-Test(thread_comm, allocation_failure_on_one_rank)
+Test(thread_comm, allocation_failure_on_one_rank, .timeout = 120)
 {
 	ctx *c = ctx_new(5, MSG_MIXED, 0);
 	run_checked(c, allgather_alloc_failures);
+	/* Each rank's allgather allocates its 5 copies: the 1st and 2nd fail. */
+	cr_assert_eq(atomic_load(&c->counter), 2 * 5);
 	free(c);
 }
 #endif
@@ -625,7 +647,7 @@ static void *own_thread_main(void *p)
 	return NULL;
 }
 
-Test(thread_group, driven_by_own_threads)
+Test(thread_group, driven_by_own_threads, .timeout = 120)
 {
 	enum { N = 3 };
 	dcp_thread_group *g = dcp_thread_group_new(N);
@@ -651,7 +673,7 @@ Test(thread_group, driven_by_own_threads)
 	free(c);
 }
 
-Test(thread_group, bad_arguments)
+Test(thread_group, bad_arguments, .timeout = 120)
 {
 	dcp_thread_group *g = dcp_thread_group_new(2);
 
@@ -694,7 +716,7 @@ static int rank_result(dcp_comm *comm, int rank, void *arg)
 	return 7 * rank - 3;
 }
 
-Test(run_ranks, results_per_rank)
+Test(run_ranks, results_per_rank, .timeout = 120)
 {
 	static const int sizes[] = {1, 2, 17, 256};
 	size_t i;
@@ -721,7 +743,7 @@ static int count_calls(dcp_comm *comm, int rank, void *arg)
 	return 0;
 }
 
-Test(run_ranks, bad_arguments)
+Test(run_ranks, bad_arguments, .timeout = 120)
 {
 	atomic_int calls;
 	int results[1] = {42};
@@ -772,7 +794,7 @@ Test(run_ranks, thread_creation_failure, .timeout = 60)
 /* ------------------------------------------------------------------------ */
 /* The single comm                                                          */
 /* ------------------------------------------------------------------------ */
-Test(single_comm, collectives_copy_their_input)
+Test(single_comm, collectives_copy_their_input, .timeout = 120)
 {
 	dcp_comm *c = dcp_comm_single_new();
 	dcp_buf out[1], in[1], buf;
@@ -832,7 +854,7 @@ Test(single_comm, collectives_copy_their_input)
 	dcp_comm_free(c);
 }
 
-Test(single_comm, bad_arguments_and_out_of_memory)
+Test(single_comm, bad_arguments_and_out_of_memory, .timeout = 120)
 {
 	dcp_comm *c = dcp_comm_single_new();
 	dcp_buf out[1] = {{(void *)1, 9}}, buf = {NULL, 3};

@@ -85,9 +85,9 @@ static int fail_done(void)
 /* ------------------------------------------------------------------------ */
 
 static const int all_codes[] = {
-	DCP_OK,        DCP_ENOMEM,  DCP_EINVAL,   DCP_EID,      DCP_ENOPLUGIN,    DCP_EPLUGIN,   DCP_EIO,
-	DCP_EPLAN,     DCP_EMETADATA, DCP_ECORRUPT, DCP_ENOTFOUND, DCP_EEXISTS,    DCP_EMISMATCH, DCP_ECOMM,
-	DCP_EVERSION,  DCP_EINJECTED, DCP_EUNSUPPORTED, DCP_EDIVERGED, DCP_ETIMEOUT, DCP_EPEER,
+        DCP_OK,       DCP_ENOMEM,    DCP_EINVAL,       DCP_EID,       DCP_ENOPLUGIN, DCP_EPLUGIN,   DCP_EIO,
+        DCP_EPLAN,    DCP_EMETADATA, DCP_ECORRUPT,     DCP_ENOTFOUND, DCP_EEXISTS,   DCP_EMISMATCH, DCP_ECOMM,
+        DCP_EVERSION, DCP_EINJECTED, DCP_EUNSUPPORTED, DCP_EDIVERGED, DCP_ETIMEOUT,  DCP_EPEER,
 };
 #define NCODES (sizeof(all_codes) / sizeof(all_codes[0]))
 
@@ -278,7 +278,8 @@ Test(error, format_one_line_per_rank)
 	cr_assert_not_null(err);
 	cr_assert_eq(dcp_error_add(err, 12, "finish", DCP_EIO, "rename of /ckpt/.metadata failed: No space"),
 	             DCP_OK);
-	cr_assert_eq(dcp_error_add(err, 3, "write_data", DCP_EINJECTED, "injected failure at write_data"), DCP_OK);
+	cr_assert_eq(dcp_error_add(err, 3, "write_data", DCP_EINJECTED, "injected failure at write_data"),
+	             DCP_OK);
 	cr_assert_eq(dcp_error_add(err, -1, "registry", DCP_ENOPLUGIN, "no plugin for s3://"), DCP_OK);
 	cr_assert_eq(dcp_error_add(err, 0, "", DCP_EPEER, "another rank failed"), DCP_OK);
 	text = dcp_error_format(err);
@@ -320,7 +321,8 @@ Test(error, format_long_messages)
 
 Test(error, local_error)
 {
-	dcp_error *err = dcp_error_local(DCP_EID, "validate_checkpoint_id", "bad URL '%s': %d problems", "x:/y", 2);
+	dcp_error *err =
+	        dcp_error_local(DCP_EID, "validate_checkpoint_id", "bad URL '%s': %d problems", "x:/y", 2);
 	char *text;
 
 	cr_assert_not_null(err);
@@ -379,7 +381,7 @@ Test(error_oom, new_fails_cleanly)
 Test(error_oom, add_leaves_error_unchanged)
 {
 	long k;
-	int added = 0;
+	int added = 0, failed = 0;
 
 	for (k = 0; k < 1000; k++) {
 		dcp_error *err = dcp_error_new("write");
@@ -398,6 +400,7 @@ Test(error_oom, add_leaves_error_unchanged)
 		hit = fail_done();
 		if (hit) {
 			cr_assert_eq(rc, DCP_ENOMEM);
+			failed++;
 			after = dcp_error_format(err);
 			cr_assert_str_eq(after, before);
 			free(after);
@@ -409,6 +412,7 @@ Test(error_oom, add_leaves_error_unchanged)
 		dcp_error_free(err);
 	}
 	cr_assert_gt(added, 0);
+	cr_assert_gt(failed, 0);
 }
 
 Test(error_oom, local_and_format)

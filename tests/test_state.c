@@ -157,7 +157,8 @@ Test(state, key_rules)
 	expect_error("0x7f at offset 1", NULL);
 	cr_assert_eq(dcp_state_add_tensor(st, "caf\xc3\xa9", DCP_I32, 0, NULL, &v), DCP_EINVAL);
 	expect_error("0xc3 at offset 3", NULL);
-	cr_assert_eq(dcp_state_add_tensor(st, " ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}", DCP_I32, 0, NULL, &v), DCP_OK);
+	cr_assert_eq(dcp_state_add_tensor(st, " ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}", DCP_I32, 0, NULL, &v),
+	             DCP_OK);
 	cr_assert_eq(dcp_state_count(st), 2);
 }
 
@@ -193,13 +194,13 @@ Test(state, dtype_and_ndim_rules)
 Test(state, size_overflow)
 {
 	/* 2^32 * 2^30 elements of 4 bytes = 2^64 bytes: one too many. */
-	cr_assert_eq(dcp_state_add_shard(st, "big", DCP_F32, 2, U64(1ull << 32, 1ull << 30), U64(0, 0), U64(0, 0),
-	                                 NULL),
+	cr_assert_eq(dcp_state_add_shard(st, "big", DCP_F32, 2, U64(1ull << 32, 1ull << 30), U64(0, 0),
+	                                 U64(0, 0), NULL),
 	             DCP_EINVAL);
 	expect_error("tensor 'big'", "[4294967296, 1073741824]", "f32", "2^64 bytes", NULL);
 	/* 2^63 bytes fits (an empty chunk of it, so no data is needed). */
-	cr_assert_eq(dcp_state_add_shard(st, "big", DCP_F32, 2, U64(1ull << 31, 1ull << 30), U64(0, 0), U64(0, 0),
-	                                 NULL),
+	cr_assert_eq(dcp_state_add_shard(st, "big", DCP_F32, 2, U64(1ull << 31, 1ull << 30), U64(0, 0),
+	                                 U64(0, 0), NULL),
 	             DCP_OK);
 	/* A zero dim does not hide the others' overflow. */
 	cr_assert_eq(dcp_state_add_shard(st, "z", DCP_U8, 3, U64(0, 1ull << 40, 1ull << 40), U64(0, 0, 0),
@@ -216,7 +217,8 @@ Test(state, chunk_inside_shape)
 
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 1, U64(4), U64(3), U64(2), f), DCP_EINVAL);
 	expect_error("tensor 'w'", "offsets [3] with sizes [2]", "shape [4] in dim 0", NULL);
-	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 4), U64(0, 1), U64(4, 4), f), DCP_EINVAL);
+	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 4), U64(0, 1), U64(4, 4), f),
+	             DCP_EINVAL);
 	expect_error("offsets [0, 1] with sizes [4, 4]", "shape [4, 4] in dim 1", NULL);
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 1, U64(4), U64(5), U64(0), NULL), DCP_EINVAL);
 	expect_error("offsets [5] with sizes [0]", NULL);
@@ -232,7 +234,8 @@ Test(state, chunk_inside_shape)
 
 Test(state, data_null_only_for_empty_chunks)
 {
-	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 6), U64(0, 0), U64(2, 3), NULL), DCP_EINVAL);
+	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 6), U64(0, 0), U64(2, 3), NULL),
+	             DCP_EINVAL);
 	expect_error("tensor 'w'", "data is NULL but the chunk has 6 elements", NULL);
 	cr_assert_eq(dcp_state_add_tensor(st, "s", DCP_I64, 0, NULL, NULL), DCP_EINVAL);
 	expect_error("tensor 's'", "1 elements", NULL);
@@ -249,9 +252,11 @@ Test(state, same_key_must_agree)
 	char b[4] = {0};
 
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 4), U64(0, 0), U64(2, 4), f), DCP_OK);
-	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F64, 2, U64(4, 4), U64(2, 0), U64(2, 4), f), DCP_EINVAL);
+	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F64, 2, U64(4, 4), U64(2, 0), U64(2, 4), f),
+	             DCP_EINVAL);
 	expect_error("tensor 'w'", "dtype f32", "dtype f64", NULL);
-	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 5), U64(2, 0), U64(2, 4), f), DCP_EINVAL);
+	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(4, 5), U64(2, 0), U64(2, 4), f),
+	             DCP_EINVAL);
 	expect_error("tensor 'w'", "shape [4, 4]", "shape [4, 5]", NULL);
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 1, U64(16), U64(8), U64(8), f), DCP_EINVAL);
 	expect_error("shape [4, 4]", "shape [16]", NULL);
@@ -286,9 +291,10 @@ Test(state, chunks_must_not_overlap)
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(8, 8), U64(0, 0), U64(4, 4), f), DCP_OK);
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(8, 8), U64(0, 4), U64(4, 4), f), DCP_OK);
 	/* Overlaps two of them in one element each dimension-wise. */
-	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(8, 8), U64(3, 3), U64(2, 2), f), DCP_EINVAL);
-	expect_error("tensor 'w'", "offsets [3, 3] with sizes [2, 2]", "overlaps", "offsets [4, 4] with sizes [4, 4]",
-	             "added before on this rank", NULL);
+	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(8, 8), U64(3, 3), U64(2, 2), f),
+	             DCP_EINVAL);
+	expect_error("tensor 'w'", "offsets [3, 3] with sizes [2, 2]", "overlaps",
+	             "offsets [4, 4] with sizes [4, 4]", "added before on this rank", NULL);
 	/* Empty chunks overlap nothing. */
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(8, 8), U64(2, 2), U64(0, 3), NULL), DCP_OK);
 	cr_assert_eq(dcp_state_add_shard(st, "w", DCP_F32, 2, U64(8, 8), U64(2, 2), U64(0, 3), NULL), DCP_OK);
@@ -308,10 +314,12 @@ Test(state, entries_describe_what_was_added)
 	char b[5] = "abcd";
 	const dcp_state_entry *e;
 
-	cr_assert_eq(dcp_state_add_shard(st, "model.w", DCP_F32, 2, U64(4, 4), U64(2, 0), U64(2, 4), w), DCP_OK);
+	cr_assert_eq(dcp_state_add_shard(st, "model.w", DCP_F32, 2, U64(4, 4), U64(2, 0), U64(2, 4), w),
+	             DCP_OK);
 	cr_assert_eq(dcp_state_add_tensor(st, "model.r", DCP_F64, 1, U64(3), r), DCP_OK);
 	cr_assert_eq(dcp_state_add_bytes(st, "step", b, 4), DCP_OK);
-	cr_assert_eq(dcp_state_add_shard(st, "model.w", DCP_F32, 2, U64(4, 4), U64(0, 0), U64(2, 4), w), DCP_OK);
+	cr_assert_eq(dcp_state_add_shard(st, "model.w", DCP_F32, 2, U64(4, 4), U64(0, 0), U64(2, 4), w),
+	             DCP_OK);
 	cr_assert_eq(dcp_state_count(st), 3);
 
 	e = dcp_state_entry_at(st, 0);
@@ -439,8 +447,9 @@ Test(state, bytes_into_the_callers_buffer)
 	cr_assert_eq(memcmp(buf, "12345678", 8), 0);
 	dcp_state_reset_loaded(st);
 	cr_assert_eq(dcp_state_store_bytes(st, 0, "123456789", 9, &msg), DCP_EMISMATCH);
-	cr_assert_str_eq(msg.text, "bytes item 'cfg' is 9 bytes in the checkpoint but the buffer holds 8: pass a "
-	                           "larger buffer or NULL to let libdcp allocate");
+	cr_assert_str_eq(msg.text,
+	                 "bytes item 'cfg' is 9 bytes in the checkpoint but the buffer holds 8: pass a "
+	                 "larger buffer or NULL to let libdcp allocate");
 	cr_assert_str_eq(dcp_state_last_error(st), msg.text);
 	cr_assert_eq(memcmp(buf, "12345678", 8), 0);
 	cr_assert_eq(dcp_state_was_loaded(st, "cfg"), 0);
@@ -524,9 +533,9 @@ Test(dtype, sizes_and_names)
 		size_t size;
 		const char *name;
 	} table[] = {
-		{DCP_F64, 8, "f64"}, {DCP_F32, 4, "f32"}, {DCP_F16, 2, "f16"}, {DCP_BF16, 2, "bf16"},
-		{DCP_I64, 8, "i64"}, {DCP_I32, 4, "i32"}, {DCP_I16, 2, "i16"}, {DCP_I8, 1, "i8"},
-		{DCP_U8, 1, "u8"},   {DCP_BOOL, 1, "bool"},
+	        {DCP_F64, 8, "f64"}, {DCP_F32, 4, "f32"},   {DCP_F16, 2, "f16"}, {DCP_BF16, 2, "bf16"},
+	        {DCP_I64, 8, "i64"}, {DCP_I32, 4, "i32"},   {DCP_I16, 2, "i16"}, {DCP_I8, 1, "i8"},
+	        {DCP_U8, 1, "u8"},   {DCP_BOOL, 1, "bool"},
 	};
 	size_t i;
 
@@ -583,8 +592,8 @@ Test(state_oom, adds_fail_cleanly)
 			default:
 				/* A new chunk of an existing tensor. */
 				snprintf(key, sizeof(key), "sharded");
-				rc = dcp_state_add_shard(st, key, DCP_F32, 1, U64(10000), U64((uint64_t)i), U64(1),
-				                         w);
+				rc = dcp_state_add_shard(st, key, DCP_F32, 1, U64(10000), U64((uint64_t)i),
+				                         U64(1), w);
 				break;
 			}
 			hit = fail_done();
@@ -619,7 +628,8 @@ Test(state_oom, store_bytes_keeps_the_old_buffer)
 	fail_after(0);
 	cr_assert_eq(dcp_state_store_bytes(st, 0, "newer", 5, &msg), DCP_ENOMEM);
 	cr_assert_eq(fail_done(), 1);
-	cr_assert_not_null(strstr(msg.text, "out of memory allocating 5 bytes for bytes item 'b'"), "%s", msg.text);
+	cr_assert_not_null(strstr(msg.text, "out of memory allocating 5 bytes for bytes item 'b'"), "%s",
+	                   msg.text);
 	cr_assert_eq(dcp_state_get_bytes(st, "b", &data, &len), DCP_OK);
 	cr_assert_eq(len, 3);
 	cr_assert_eq(memcmp(data, "old", 3), 0);

@@ -39,7 +39,8 @@ static const char *backend_describe(dcp_backend *base, const char *path, char *b
 
 static int nomem(s3_backend *b, const char *what, const char *path, dcp_msg *msg)
 {
-	dcp_msgf(msg, "out of memory %s s3://%s/%s%s%s", what, b->bucket, b->prefix, b->prefix[0] ? "/" : "", path);
+	dcp_msgf(msg, "out of memory %s s3://%s/%s%s%s", what, b->bucket, b->prefix, b->prefix[0] ? "/" : "",
+	         path);
 	return DCP_ENOMEM;
 }
 
@@ -87,12 +88,14 @@ static int get_range(s3_backend *b, const char *key, uint64_t off, uint64_t len,
 			size = 0;
 		s3_describe_key(b, key, where, sizeof(where));
 		if (resp.has_content_range || size > 0)
-			dcp_msgf(msg, "%s is %llu bytes, expected at least %llu", where, (unsigned long long)size,
-			         (unsigned long long)(off + len));
+			dcp_msgf(msg, "%s is %llu bytes, expected at least %llu", where,
+			         (unsigned long long)size, (unsigned long long)(off + len));
 		else
-			dcp_msgf(msg, "%s is shorter than %llu bytes (a read of %llu bytes at offset %llu got %llu)", where,
-			         (unsigned long long)(off + len), (unsigned long long)len, (unsigned long long)off,
-			         (unsigned long long)resp.dst_got);
+			dcp_msgf(msg,
+			         "%s is shorter than %llu bytes (a read of %llu bytes at offset %llu got "
+			         "%llu)",
+			         where, (unsigned long long)(off + len), (unsigned long long)len,
+			         (unsigned long long)off, (unsigned long long)resp.dst_got);
 		rc = DCP_ECORRUPT;
 	}
 	s3_resp_free(&resp);
@@ -227,7 +230,8 @@ static int backend_get(dcp_backend *base, const char *path, void **data, uint64_
 	return rc;
 }
 
-static int backend_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len, dcp_msg *msg)
+static int backend_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len,
+                              dcp_msg *msg)
 {
 	s3_backend *b = (s3_backend *)base;
 	s3_req req = {0};
@@ -276,8 +280,8 @@ static int backend_remove(dcp_backend *base, const char *path, dcp_msg *msg)
 	req.key = key;
 	rc = s3_execute(b, &req, ok404, &resp, msg);
 	/* A missing key is fine; a missing bucket is not. */
-	if (rc == DCP_OK && resp.status == 404 && s3_xml_error(resp.body, resp.body_len, code, sizeof(code), message,
-	                                                       sizeof(message)) &&
+	if (rc == DCP_OK && resp.status == 404 &&
+	    s3_xml_error(resp.body, resp.body_len, code, sizeof(code), message, sizeof(message)) &&
 	    strcmp(code, "NoSuchKey") != 0)
 		rc = s3_fail(b, &req, &resp, 1, msg);
 	s3_resp_free(&resp);
@@ -302,8 +306,10 @@ static int check_bucket(s3_backend *b, dcp_msg *msg)
 	if (rc == DCP_OK)
 		atomic_store(&b->bucket_state, 1);
 	else if (resp.status == 404)
-		dcp_msgf(msg, "bucket '%s' does not exist at %s (NoSuchBucket, HTTP 404 to HeadBucket): check the bucket "
-		              "name in the checkpoint id, or create the bucket",
+		dcp_msgf(msg,
+		         "bucket '%s' does not exist at %s (NoSuchBucket, HTTP 404 to HeadBucket): check the "
+		         "bucket "
+		         "name in the checkpoint id, or create the bucket",
 		         b->bucket, b->endpoint_shown);
 	s3_resp_free(&resp);
 	return rc == DCP_ENOTFOUND ? DCP_EIO : rc;
@@ -384,8 +390,8 @@ static int append_literal(char **q, const char *s)
 	return s3_append(q, &n, s);
 }
 
-static int backend_list(dcp_backend *base, const char *prefix, int (*fn)(const char *path, uint64_t size, void *arg),
-                        void *arg, dcp_msg *msg)
+static int backend_list(dcp_backend *base, const char *prefix,
+                        int (*fn)(const char *path, uint64_t size, void *arg), void *arg, dcp_msg *msg)
 {
 	s3_backend *b = (s3_backend *)base;
 	char *full = b->prefix[0] != '\0' ? dcp_asprintf("%s/%s", b->prefix, prefix) : dcp_strdup(prefix);
@@ -428,12 +434,16 @@ static int backend_list(dcp_backend *base, const char *prefix, int (*fn)(const c
 			if (ctx.stopped) {
 				/* fn's value, as the contract says */
 			} else if (rc == DCP_EIO) {
-				dcp_msgf(msg, "ListObjectsV2 s3://%s/%s: the answer (HTTP %ld from %s) is not a ListBucketResult",
+				dcp_msgf(msg,
+				         "ListObjectsV2 s3://%s/%s: the answer (HTTP %ld from %s) is not a "
+				         "ListBucketResult",
 				         b->bucket, full, resp.status, b->endpoint_shown);
 			} else if (rc == DCP_ENOMEM) {
 				nomem(b, "listing", prefix, msg);
 			} else if (truncated && next == NULL) {
-				dcp_msgf(msg, "ListObjectsV2 s3://%s/%s: the answer is truncated but has no continuation token",
+				dcp_msgf(msg,
+				         "ListObjectsV2 s3://%s/%s: the answer is truncated but has no "
+				         "continuation token",
 				         b->bucket, full);
 				rc = DCP_EIO;
 			}
@@ -470,19 +480,19 @@ static void backend_destroy(dcp_backend *base)
 }
 
 static const dcp_backend_ops s3_ops = {
-	.version = DCP_BACKEND_VERSION,
-	.writer_open = s3_writer_open,
-	.writer_append = s3_writer_append,
-	.writer_close = s3_writer_close,
-	.writer_abort = s3_writer_abort,
-	.read = backend_read,
-	.get = backend_get,
-	.put_atomic = backend_put_atomic,
-	.remove = backend_remove,
-	.list = backend_list,
-	.exists = backend_exists,
-	.describe = backend_describe,
-	.destroy = backend_destroy,
+        .version = DCP_BACKEND_VERSION,
+        .writer_open = s3_writer_open,
+        .writer_append = s3_writer_append,
+        .writer_close = s3_writer_close,
+        .writer_abort = s3_writer_abort,
+        .read = backend_read,
+        .get = backend_get,
+        .put_atomic = backend_put_atomic,
+        .remove = backend_remove,
+        .list = backend_list,
+        .exists = backend_exists,
+        .describe = backend_describe,
+        .destroy = backend_destroy,
 };
 
 /* Fills base_url and bucket_url from the endpoint and the addressing style. */
@@ -523,10 +533,12 @@ int dcp_s3_backend_open(const dcp_s3_config *cfg, const char *bucket, const char
 	rc = dcp_s3_bucket_check(bucket, NULL, msg);
 	if (rc != DCP_OK)
 		return rc;
-	if (cfg->part_size < DCP_S3_MIN_PART_SIZE || cfg->part_size > DCP_S3_MAX_PART_SIZE || cfg->concurrency < 1 ||
-	    cfg->concurrency > DCP_S3_MAX_CONCURRENCY || cfg->max_attempts < 1 || cfg->region == NULL) {
-		dcp_msgf(msg, "S3 configuration for bucket '%s' is out of range (part size %llu, concurrency %d, "
-		              "attempts %d, region %s)",
+	if (cfg->part_size < DCP_S3_MIN_PART_SIZE || cfg->part_size > DCP_S3_MAX_PART_SIZE ||
+	    cfg->concurrency < 1 || cfg->concurrency > DCP_S3_MAX_CONCURRENCY || cfg->max_attempts < 1 ||
+	    cfg->region == NULL) {
+		dcp_msgf(msg,
+		         "S3 configuration for bucket '%s' is out of range (part size %llu, concurrency %d, "
+		         "attempts %d, region %s)",
 		         bucket, (unsigned long long)cfg->part_size, cfg->concurrency, cfg->max_attempts,
 		         cfg->region != NULL ? cfg->region : "none");
 		return DCP_EINVAL;

@@ -23,16 +23,16 @@
 #include "backend.h"
 #include "url.h"
 
-#define DCP_S3_MIN_PART_SIZE ((uint64_t)5 << 20)
-#define DCP_S3_MAX_PART_SIZE ((uint64_t)5 << 30)
-#define DCP_S3_DEFAULT_PART_SIZE ((uint64_t)8 << 20)
-#define DCP_S3_MAX_PARTS 10000
-#define DCP_S3_MAX_CONCURRENCY 64
+#define DCP_S3_MIN_PART_SIZE       ((uint64_t)5 << 20)
+#define DCP_S3_MAX_PART_SIZE       ((uint64_t)5 << 30)
+#define DCP_S3_DEFAULT_PART_SIZE   ((uint64_t)8 << 20)
+#define DCP_S3_MAX_PARTS           10000
+#define DCP_S3_MAX_CONCURRENCY     64
 #define DCP_S3_DEFAULT_CONCURRENCY 4
-#define DCP_S3_DEFAULT_ATTEMPTS 5 /* the first try and 4 retries */
-#define DCP_S3_MAX_ATTEMPTS 21
-#define DCP_S3_DEFAULT_REGION "us-east-1"
-#define DCP_S3_MAX_KEY 1024
+#define DCP_S3_DEFAULT_ATTEMPTS    5 /* the first try and 4 retries */
+#define DCP_S3_MAX_ATTEMPTS        21
+#define DCP_S3_DEFAULT_REGION      "us-east-1"
+#define DCP_S3_MAX_KEY             1024
 
 /*
  * Everything a backend needs to talk to a store. Strings are malloc'd and
@@ -40,23 +40,23 @@
  * wipes the secrets.
  */
 typedef struct dcp_s3_config {
-	char *endpoint;          /* "http[s]://host[:port][/path]" without a trailing '/';
-	                            NULL: https://s3.<region>.amazonaws.com */
-	char *region;            /* never NULL after dcp_s3_config_load */
-	char *access_key_id;     /* NULL: unsigned (anonymous) requests */
-	char *secret_access_key; /* secret */
-	char *session_token;     /* secret; NULL if none */
-	char *credentials_from;  /* where the credentials came from, for messages
-	                            ("the environment", "profile 'x' in FILE"); no secret */
-	int path_style;          /* 1: https://host/bucket/key; 0: https://bucket.host/key;
-	                            -1: path style for a custom endpoint or a bucket with dots */
-	uint64_t part_size;      /* DCP_S3_MIN_PART_SIZE..DCP_S3_MAX_PART_SIZE */
-	int concurrency;         /* parts (and read ranges) in flight per object, 1..64 */
-	int max_attempts;        /* 1..DCP_S3_MAX_ATTEMPTS tries per request */
-	int verify_tls;          /* 0 only when asked for explicitly */
-	char *ca_bundle;         /* CA file (AWS_CA_BUNDLE, ca_bundle); NULL: system default */
-	long connect_timeout_s;  /* connect timeout */
-	long low_speed_time_s;   /* a transfer below 1 byte/s for this long fails (and is retried) */
+	char *endpoint;           /* "http[s]://host[:port][/path]" without a trailing '/';
+	                             NULL: https://s3.<region>.amazonaws.com */
+	char *region;             /* never NULL after dcp_s3_config_load */
+	char *access_key_id;      /* NULL: unsigned (anonymous) requests */
+	char *secret_access_key;  /* secret */
+	char *session_token;      /* secret; NULL if none */
+	char *credentials_from;   /* where the credentials came from, for messages
+	                             ("the environment", "profile 'x' in FILE"); no secret */
+	int path_style;           /* 1: https://host/bucket/key; 0: https://bucket.host/key;
+	                             -1: path style for a custom endpoint or a bucket with dots */
+	uint64_t part_size;       /* DCP_S3_MIN_PART_SIZE..DCP_S3_MAX_PART_SIZE */
+	int concurrency;          /* parts (and read ranges) in flight per object, 1..64 */
+	int max_attempts;         /* 1..DCP_S3_MAX_ATTEMPTS tries per request */
+	int verify_tls;           /* 0 only when asked for explicitly */
+	char *ca_bundle;          /* CA file (AWS_CA_BUNDLE, ca_bundle); NULL: system default */
+	long connect_timeout_s;   /* connect timeout */
+	long low_speed_time_s;    /* a transfer below 1 byte/s for this long fails (and is retried) */
 	unsigned backoff_base_ms; /* retry n waits a random time in [0, min(cap, base * 2^n)) */
 	unsigned backoff_cap_ms;
 } dcp_s3_config;

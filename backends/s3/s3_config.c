@@ -13,8 +13,8 @@
 
 #include "s3_internal.h"
 
-const char *const dcp_s3_url_keys[] = {"endpoint", "region", "path_style", "part_size", "concurrency",
-                                       "retries",  "profile", "config",   NULL};
+const char *const dcp_s3_url_keys[] = {"endpoint", "region",  "path_style", "part_size", "concurrency",
+                                       "retries",  "profile", "config",     NULL};
 
 #define FILE_MAX (1 << 20) /* AWS files and JSON profiles larger than this are refused */
 
@@ -108,7 +108,9 @@ static int set_endpoint(dcp_s3_config *cfg, const char *v, const char *from, int
 	else if (strncmp(v, "https://", 8) == 0)
 		host = v + 8;
 	else {
-		dcp_msgf(msg, "endpoint '%.200s' from %s is not an http:// or https:// URL (e.g. http://127.0.0.1:9000)",
+		dcp_msgf(msg,
+		         "endpoint '%.200s' from %s is not an http:// or https:// URL (e.g. "
+		         "http://127.0.0.1:9000)",
 		         v, from);
 		return code;
 	}
@@ -120,8 +122,10 @@ static int set_endpoint(dcp_s3_config *cfg, const char *v, const char *from, int
 		/* '@' would put credentials into the endpoint, and so into messages. */
 		if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#' || v[i] == '@' || v[i] == '\\' ||
 		    (unsigned char)v[i] >= 0x7f) {
-			dcp_msgf(msg, "endpoint from %s has a '%c' at position %zu: write scheme://host[:port][/path] "
-			              "without credentials, query or fragment",
+			dcp_msgf(msg,
+			         "endpoint from %s has a '%c' at position %zu: write "
+			         "scheme://host[:port][/path] "
+			         "without credentials, query or fragment",
 			         from, v[i] > ' ' && v[i] < 0x7f ? v[i] : '?', i);
 			return code;
 		}
@@ -145,8 +149,10 @@ static int set_region(dcp_s3_config *cfg, const char *v, const char *from, int c
 		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
 			break;
 	if (n == 0 || n > 40 || i < n) {
-		dcp_msgf(msg, "region '%.60s' from %s is not a region name (lowercase letters, digits and '-', e.g. "
-		              "us-east-1)",
+		dcp_msgf(msg,
+		         "region '%.60s' from %s is not a region name (lowercase letters, digits and '-', "
+		         "e.g. "
+		         "us-east-1)",
 		         v, from);
 		return code;
 	}
@@ -166,7 +172,8 @@ static int set_path_style(dcp_s3_config *cfg, const char *v, const char *from, i
 	else if (dcp_parse_bool(v, &b) == DCP_OK)
 		cfg->path_style = b;
 	else {
-		dcp_msgf(msg, "path style '%.60s' from %s is not 1/0, true/false, path, virtual or auto", v, from);
+		dcp_msgf(msg, "path style '%.60s' from %s is not 1/0, true/false, path, virtual or auto", v,
+		         from);
 		return code;
 	}
 	return DCP_OK;
@@ -177,8 +184,9 @@ static int set_part_size(dcp_s3_config *cfg, const char *v, const char *from, in
 	uint64_t s;
 
 	if (dcp_parse_size(v, &s) != DCP_OK || s < DCP_S3_MIN_PART_SIZE || s > DCP_S3_MAX_PART_SIZE) {
-		dcp_msgf(msg, "part size '%.60s' from %s is not a size between 5M and 5G (S3's limits), e.g. 8M", v,
-		         from);
+		dcp_msgf(msg,
+		         "part size '%.60s' from %s is not a size between 5M and 5G (S3's limits), e.g. 8M",
+		         v, from);
 		return code;
 	}
 	cfg->part_size = s;
@@ -191,7 +199,8 @@ static int set_int(int *slot, const char *v, long long min, long long max, long 
 	long long x;
 
 	if (dcp_parse_int(v, min, max, &x) != DCP_OK) {
-		dcp_msgf(msg, "%s '%.60s' from %s is not a whole number from %lld to %lld", what, v, from, min, max);
+		dcp_msgf(msg, "%s '%.60s' from %s is not a whole number from %lld to %lld", what, v, from,
+		         min, max);
 		return code;
 	}
 	*slot = (int)(x + add);
@@ -320,7 +329,8 @@ static int ini_parse(char *buf, const char *path, const char *profile, int confi
 		if (line[0] == '[') {
 			char *close = strchr(line, ']');
 			if (close == NULL) {
-				dcp_msgf(msg, "line %d of %s opens a section with '[' but has no ']'", lineno, path);
+				dcp_msgf(msg, "line %d of %s opens a section with '[' but has no ']'", lineno,
+				         path);
 				return DCP_EINVAL;
 			}
 			*close = '\0';
@@ -332,7 +342,8 @@ static int ini_parse(char *buf, const char *path, const char *profile, int confi
 		}
 		eq = strchr(line, '=');
 		if (eq == NULL) {
-			dcp_msgf(msg, "line %d of %s is not 'key = value', '[section]' or a comment", lineno, path);
+			dcp_msgf(msg, "line %d of %s is not 'key = value', '[section]' or a comment", lineno,
+			         path);
 			return DCP_EINVAL;
 		}
 		*eq = '\0';
@@ -441,8 +452,8 @@ static int apply_config_profile(dcp_s3_config *cfg, const ini_profile *p, const 
 	if (rc == DCP_OK && ep != NULL && ep[0] != '\0')
 		rc = set_endpoint(cfg, ep, from, DCP_EINVAL, msg);
 	if (rc == DCP_OK && p->max_attempts != NULL)
-		rc = set_int(&cfg->max_attempts, p->max_attempts, 1, DCP_S3_MAX_ATTEMPTS, 0, "max_attempts", from,
-		             DCP_EINVAL, msg);
+		rc = set_int(&cfg->max_attempts, p->max_attempts, 1, DCP_S3_MAX_ATTEMPTS, 0, "max_attempts",
+		             from, DCP_EINVAL, msg);
 	if (rc == DCP_OK && p->ca_bundle != NULL && p->ca_bundle[0] != '\0')
 		rc = set_string(&cfg->ca_bundle, p->ca_bundle, msg);
 	if (rc == DCP_OK && p->s3_addressing_style != NULL)
@@ -471,7 +482,8 @@ static const char *json_text(const cJSON *v, char *buf, size_t len)
 	if (cJSON_IsBool(v))
 		return cJSON_IsTrue(v) ? "1" : "0";
 	if (cJSON_IsNumber(v)) {
-		if (v->valuedouble < 0 || v->valuedouble > 1e18 || (double)(long long)v->valuedouble != v->valuedouble)
+		if (v->valuedouble < 0 || v->valuedouble > 1e18 ||
+		    (double)(long long)v->valuedouble != v->valuedouble)
 			return NULL;
 		snprintf(buf, len, "%lld", (long long)v->valuedouble);
 		return buf;
@@ -481,9 +493,10 @@ static const char *json_text(const cJSON *v, char *buf, size_t len)
 
 static int json_load(const char *path, json_settings *js, dcp_msg *msg)
 {
-	static const char *const known[] = {"endpoint",   "region",    "path_style",      "part_size",
-	                                    "concurrency", "retries",  "profile",         "verify_tls",
-	                                    "ca_bundle",  "connect_timeout", "low_speed_time", "comment", NULL};
+	static const char *const known[] = {"endpoint",    "region",          "path_style",     "part_size",
+	                                    "concurrency", "retries",         "profile",        "verify_tls",
+	                                    "ca_bundle",   "connect_timeout", "low_speed_time", "comment",
+	                                    NULL};
 	char *buf;
 	size_t len, i;
 	int rc;
@@ -505,15 +518,21 @@ static int json_load(const char *path, json_settings *js, dcp_msg *msg)
 			if (strcmp(known[i], it->string) == 0)
 				break;
 		if (known[i] == NULL) {
-			dcp_msgf(msg, "the S3 JSON profile %s has an unknown key '%.60s'; known keys: endpoint, region, "
-			              "path_style, part_size, concurrency, retries, profile, verify_tls, ca_bundle, "
-			              "connect_timeout, low_speed_time, comment (credentials belong in the environment or "
-			              "~/.aws/credentials)",
+			dcp_msgf(msg,
+			         "the S3 JSON profile %s has an unknown key '%.60s'; known keys: endpoint, "
+			         "region, "
+			         "path_style, part_size, concurrency, retries, profile, verify_tls, "
+			         "ca_bundle, "
+			         "connect_timeout, low_speed_time, comment (credentials belong in the "
+			         "environment or "
+			         "~/.aws/credentials)",
 			         path, it->string);
 			return DCP_EINVAL;
 		}
 		if (strcmp(it->string, "comment") != 0 && json_text(it, tmp, sizeof(tmp)) == NULL) {
-			dcp_msgf(msg, "key '%s' of the S3 JSON profile %s must be a string, a whole number or a boolean",
+			dcp_msgf(msg,
+			         "key '%s' of the S3 JSON profile %s must be a string, a whole number or a "
+			         "boolean",
 			         it->string, path);
 			return DCP_EINVAL;
 		}
@@ -537,9 +556,11 @@ static int apply_key(dcp_s3_config *cfg, const char *key, const char *v, const c
 	if (strcmp(key, "part_size") == 0)
 		return set_part_size(cfg, v, from, code, msg);
 	if (strcmp(key, "concurrency") == 0)
-		return set_int(&cfg->concurrency, v, 1, DCP_S3_MAX_CONCURRENCY, 0, "concurrency", from, code, msg);
+		return set_int(&cfg->concurrency, v, 1, DCP_S3_MAX_CONCURRENCY, 0, "concurrency", from, code,
+		               msg);
 	if (strcmp(key, "retries") == 0)
-		return set_int(&cfg->max_attempts, v, 0, DCP_S3_MAX_ATTEMPTS - 1, 1, "retries", from, code, msg);
+		return set_int(&cfg->max_attempts, v, 0, DCP_S3_MAX_ATTEMPTS - 1, 1, "retries", from, code,
+		               msg);
 	if (strcmp(key, "verify_tls") == 0)
 		return set_bool(&cfg->verify_tls, v, "verify_tls", from, code, msg);
 	if (strcmp(key, "ca_bundle") == 0)
@@ -586,7 +607,8 @@ static int load_aws_file(const char *path, const char *profile, int config_file,
 	*buf = NULL;
 	if (path == NULL)
 		return DCP_OK;
-	rc = read_file(path, 1, config_file ? "the AWS config file" : "the AWS credentials file", buf, &len, msg);
+	rc = read_file(path, 1, config_file ? "the AWS config file" : "the AWS credentials file", buf, &len,
+	               msg);
 	if (rc == DCP_ENOTFOUND)
 		return DCP_OK;
 	if (rc != DCP_OK)
@@ -657,8 +679,9 @@ int dcp_s3_config_load(dcp_s3_config *cfg, const dcp_url *url, const char *shown
 	if (rc != DCP_OK)
 		goto out;
 	if (named && !pc.found && !pk.found) {
-		dcp_msgf(msg, "AWS profile '%s' (for %s) is in neither %s nor %s: add it, or name another profile", profile,
-		         shown, cred_path != NULL ? cred_path : "~/.aws/credentials",
+		dcp_msgf(msg,
+		         "AWS profile '%s' (for %s) is in neither %s nor %s: add it, or name another profile",
+		         profile, shown, cred_path != NULL ? cred_path : "~/.aws/credentials",
 		         cfg_path != NULL ? cfg_path : "~/.aws/config");
 		rc = DCP_EINVAL;
 		goto out;
@@ -671,10 +694,11 @@ int dcp_s3_config_load(dcp_s3_config *cfg, const dcp_url *url, const char *shown
 	}
 
 	/* 3. The environment. */
-	if ((v = env("AWS_DEFAULT_REGION")) != NULL && (rc = set_region(cfg, v, "$AWS_DEFAULT_REGION", DCP_EINVAL,
-	                                                                msg)) != DCP_OK)
+	if ((v = env("AWS_DEFAULT_REGION")) != NULL &&
+	    (rc = set_region(cfg, v, "$AWS_DEFAULT_REGION", DCP_EINVAL, msg)) != DCP_OK)
 		goto out;
-	if ((v = env("AWS_REGION")) != NULL && (rc = set_region(cfg, v, "$AWS_REGION", DCP_EINVAL, msg)) != DCP_OK)
+	if ((v = env("AWS_REGION")) != NULL &&
+	    (rc = set_region(cfg, v, "$AWS_REGION", DCP_EINVAL, msg)) != DCP_OK)
 		goto out;
 	if ((v = env("AWS_ENDPOINT_URL")) != NULL &&
 	    (rc = set_endpoint(cfg, v, "$AWS_ENDPOINT_URL", DCP_EINVAL, msg)) != DCP_OK)
@@ -683,8 +707,8 @@ int dcp_s3_config_load(dcp_s3_config *cfg, const dcp_url *url, const char *shown
 	    (rc = set_endpoint(cfg, v, "$AWS_ENDPOINT_URL_S3", DCP_EINVAL, msg)) != DCP_OK)
 		goto out;
 	if ((v = env("AWS_MAX_ATTEMPTS")) != NULL &&
-	    (rc = set_int(&cfg->max_attempts, v, 1, DCP_S3_MAX_ATTEMPTS, 0, "max attempts", "$AWS_MAX_ATTEMPTS",
-	                  DCP_EINVAL, msg)) != DCP_OK)
+	    (rc = set_int(&cfg->max_attempts, v, 1, DCP_S3_MAX_ATTEMPTS, 0, "max attempts",
+	                  "$AWS_MAX_ATTEMPTS", DCP_EINVAL, msg)) != DCP_OK)
 		goto out;
 	if ((v = env("AWS_CA_BUNDLE")) != NULL && (rc = set_string(&cfg->ca_bundle, v, msg)) != DCP_OK)
 		goto out;
@@ -700,7 +724,8 @@ int dcp_s3_config_load(dcp_s3_config *cfg, const dcp_url *url, const char *shown
 			if (rc == DCP_OK && (v = env("AWS_SESSION_TOKEN")) != NULL)
 				rc = set_string(&cfg->session_token, v, msg);
 			if (rc == DCP_OK)
-				rc = set_string(&cfg->credentials_from, "the environment (AWS_ACCESS_KEY_ID)", msg);
+				rc = set_string(&cfg->credentials_from, "the environment (AWS_ACCESS_KEY_ID)",
+				                msg);
 			if (rc != DCP_OK)
 				goto out;
 		}

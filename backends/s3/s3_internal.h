@@ -25,10 +25,10 @@ typedef struct s3_backend {
 	dcp_backend base;  /* first */
 	dcp_s3_config cfg; /* owned copy; secrets wiped at destroy */
 	char *bucket;
-	char *prefix;      /* "" or "a/b" (no trailing '/') */
-	char *base_url;    /* everything before the encoded key: "http://h:p/bucket/" or "https://bucket.h/" */
-	char *bucket_url;  /* the bucket itself: base_url without the trailing '/' (path style) or with it */
-	char *sigv4;       /* "aws:amz:REGION:s3" */
+	char *prefix;     /* "" or "a/b" (no trailing '/') */
+	char *base_url;   /* everything before the encoded key: "http://h:p/bucket/" or "https://bucket.h/" */
+	char *bucket_url; /* the bucket itself: base_url without the trailing '/' (path style) or with it */
+	char *sigv4;      /* "aws:amz:REGION:s3" */
 	char *endpoint_shown; /* the endpoint, for messages */
 
 	pthread_mutex_t pool_lock; /* guards pool */
@@ -38,8 +38,8 @@ typedef struct s3_backend {
 	atomic_int bucket_state; /* 0 unknown, 1 exists (a HEAD of it answered 200) */
 
 	/* dcp_s3_stats, updated atomically */
-	atomic_uint_fast64_t n_requests, n_retries, n_single_puts, n_multipart, n_parts, n_max_inflight, n_aborts,
-	        n_aborts_unsupported, n_ranged_gets, n_bytes_sent, n_bytes_received;
+	atomic_uint_fast64_t n_requests, n_retries, n_single_puts, n_multipart, n_parts, n_max_inflight,
+	        n_aborts, n_aborts_unsupported, n_ranged_gets, n_bytes_sent, n_bytes_received;
 } s3_backend;
 
 /* ------------------------------------------------------------------------ */
@@ -58,38 +58,38 @@ const char *s3_describe_key(const s3_backend *b, const char *key, char *buf, siz
 /* s3_request.c                                                             */
 /* ------------------------------------------------------------------------ */
 typedef struct s3_req {
-	const char *method;   /* "GET", "PUT", "POST", "DELETE", "HEAD" */
-	const char *op;       /* S3's name of the operation, for messages ("PutObject") */
-	const char *key;      /* full key, unencoded; NULL for the bucket itself */
-	const char *query;    /* canonical query (sorted keys, "k=v" even when v is
-	                         empty, values encoded), or NULL */
-	int has_body;         /* send body (PUT, POST) */
+	const char *method; /* "GET", "PUT", "POST", "DELETE", "HEAD" */
+	const char *op;     /* S3's name of the operation, for messages ("PutObject") */
+	const char *key;    /* full key, unencoded; NULL for the bucket itself */
+	const char *query;  /* canonical query (sorted keys, "k=v" even when v is
+	                       empty, values encoded), or NULL */
+	int has_body;       /* send body (PUT, POST) */
 	const void *body;
 	uint64_t body_len;
 	const char *content_type; /* NULL: none sent */
-	int has_range;        /* "Range: bytes=range_off-(range_off+range_len-1)" */
+	int has_range;            /* "Range: bytes=range_off-(range_off+range_len-1)" */
 	uint64_t range_off, range_len;
-	void *dst;            /* 2xx answers: object bytes go here (range_len of them) */
-	int want_body;        /* 2xx answers: keep the body in resp->body */
+	void *dst;                /* 2xx answers: object bytes go here (range_len of them) */
+	int want_body;            /* 2xx answers: keep the body in resp->body */
 	const atomic_int *cancel; /* nonzero: abort the transfer (and do not retry); may be NULL */
 } s3_req;
 
 typedef struct s3_resp {
-	long status;            /* 0 if no HTTP answer */
-	int curl_code;          /* CURLcode of the transfer */
-	char curl_err[256];     /* libcurl's error text, "" if none */
-	char *body;             /* 2xx with want_body: the body; else an error body (capped) */
+	long status;        /* 0 if no HTTP answer */
+	int curl_code;      /* CURLcode of the transfer */
+	char curl_err[256]; /* libcurl's error text, "" if none */
+	char *body;         /* 2xx with want_body: the body; else an error body (capped) */
 	size_t body_len, body_cap;
-	uint64_t dst_got;       /* bytes stored into req->dst */
-	int dst_overflow;       /* the answer had more bytes than asked for */
-	uint64_t skip;          /* 200 to a ranged GET: bytes still to skip */
+	uint64_t dst_got; /* bytes stored into req->dst */
+	int dst_overflow; /* the answer had more bytes than asked for */
+	uint64_t skip;    /* 200 to a ranged GET: bytes still to skip */
 	int has_content_range;
-	uint64_t range_total;   /* from Content-Range ".../total", if any */
+	uint64_t range_total; /* from Content-Range ".../total", if any */
 	int has_content_length;
 	uint64_t content_length;
 	char etag[128];
 	char request_id[96];
-	int cancelled;          /* the transfer was aborted through req->cancel */
+	int cancelled; /* the transfer was aborted through req->cancel */
 } s3_resp;
 
 void s3_resp_reset(s3_resp *r); /* keeps the body buffer, empties it */

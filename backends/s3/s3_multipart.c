@@ -35,8 +35,8 @@ typedef struct s3_writer {
 
 	/* The multipart upload, once started. */
 	char *upload_id;
-	int nparts;           /* parts handed out so far */
-	char **etags;         /* [DCP_S3_MAX_PARTS], by part number - 1 */
+	int nparts;   /* parts handed out so far */
+	char **etags; /* [DCP_S3_MAX_PARTS], by part number - 1 */
 	pthread_t *threads;
 	int nthreads;
 	pthread_mutex_t lock; /* guards everything below */
@@ -46,10 +46,11 @@ typedef struct s3_writer {
 	s3_part *spare;              /* free buffers */
 	int nbuffers;                /* allocated buffers, at most concurrency + 1 */
 	int in_flight;
-	int closing;                 /* no more parts will come */
-	int status;                  /* first failure */
+	int closing; /* no more parts will come */
+	int status;  /* first failure */
+	int aborted; /* cancel_upload ran: nothing left to abort */
 	dcp_msg fail;
-	atomic_int cancel;           /* set on the first failure or an abort */
+	atomic_int cancel; /* set on the first failure or an abort */
 } s3_writer;
 
 static void part_free(s3_part *p)
@@ -125,8 +126,9 @@ static int upload_part(s3_writer *w, s3_part *p, dcp_msg *msg)
 	if (rc == DCP_OK) {
 		if (resp.etag[0] == '\0') {
 			char where[DCP_S3_MAX_KEY + 80];
-			dcp_msgf(msg, "UploadPart %d of %s: the answer (HTTP %ld from %s) has no ETag", p->number,
-			         s3_describe_key(b, w->key, where, sizeof(where)), resp.status, b->endpoint_shown);
+			dcp_msgf(msg, "UploadPart %d of %s: the answer (HTTP %ld from %s) has no ETag",
+			         p->number, s3_describe_key(b, w->key, where, sizeof(where)), resp.status,
+			         b->endpoint_shown);
 			rc = DCP_EIO;
 		} else if ((w->etags[p->number - 1] = dcp_strdup(resp.etag)) == NULL) {
 			dcp_msgf(msg, "out of memory uploading part %d of %s", p->number, w->key);
@@ -198,8 +200,10 @@ static int start_upload(s3_writer *w, dcp_msg *msg)
 	if (rc == DCP_OK) {
 		rc = s3_xml_upload_id(resp.body, resp.body_len, &w->upload_id);
 		if (rc == DCP_EIO)
-			dcp_msgf(msg, "CreateMultipartUpload %s: the answer (HTTP %ld from %s) has no UploadId",
-			         s3_describe_key(b, w->key, where, sizeof(where)), resp.status, b->endpoint_shown);
+			dcp_msgf(msg,
+			         "CreateMultipartUpload %s: the answer (HTTP %ld from %s) has no UploadId",
+			         s3_describe_key(b, w->key, where, sizeof(where)), resp.status,
+			         b->endpoint_shown);
 		else if (rc == DCP_ENOMEM)
 			dcp_msgf(msg, "out of memory starting a multipart upload of %s", w->key);
 	}
@@ -243,8 +247,9 @@ static int submit_part(s3_writer *w, dcp_msg *msg)
 
 	if (w->nparts >= DCP_S3_MAX_PARTS) {
 		char where[DCP_S3_MAX_KEY + 80];
-		dcp_msgf(msg, "%s needs more than %d parts of %llu bytes (S3's limit): raise the part size, e.g. "
-		              "?part_size=%lluM",
+		dcp_msgf(msg,
+		         "%s needs more than %d parts of %llu bytes (S3's limit): raise the part size, e.g. "
+		         "?part_size=%lluM",
 		         s3_describe_key(b, w->key, where, sizeof(where)), DCP_S3_MAX_PARTS,
 		         (unsigned long long)b->cfg.part_size, (unsigned long long)(b->cfg.part_size >> 19));
 		return DCP_EINVAL;
@@ -272,8 +277,8 @@ static int submit_part(s3_writer *w, dcp_msg *msg)
 	if (rc == DCP_OK && w->cur == NULL) {
 		w->cur = part_new(b->cfg.part_size);
 		if (w->cur == NULL) {
-			dcp_msgf(msg, "out of memory for a %llu-byte part buffer of %s", (unsigned long long)b->cfg.part_size,
-			         w->key);
+			dcp_msgf(msg, "out of memory for a %llu-byte part buffer of %s",
+			         (unsigned long long)b->cfg.part_size, w->key);
 			return DCP_ENOMEM;
 		}
 		pthread_mutex_lock(&w->lock);
@@ -284,6 +289,8 @@ static int submit_part(s3_writer *w, dcp_msg *msg)
 		w->cur->len = 0;
 	return rc;
 }
+
+static void cancel_upload(s3_writer *w, dcp_msg *msg);
 
 int s3_writer_append(dcp_backend_writer *base, const void *data, uint64_t len, dcp_msg *msg)
 {
@@ -297,16 +304,21 @@ int s3_writer_append(dcp_backend_writer *base, const void *data, uint64_t len, d
 		if (w->cur == NULL) {
 			w->cur = part_new(ps);
 			if (w->cur == NULL) {
-				dcp_msgf(msg, "out of memory for a %llu-byte part buffer of %s", (unsigned long long)ps, w->key);
+				dcp_msgf(msg, "out of memory for a %llu-byte part buffer of %s",
+				         (unsigned long long)ps, w->key);
 				return DCP_ENOMEM;
 			}
 		}
 		if (w->cur->len == ps) {
 			/* More bytes after a full buffer: this object is multipart. */
-			if (w->upload_id == NULL && (rc = start_upload(w, msg)) != DCP_OK)
+			rc = w->upload_id == NULL ? start_upload(w, msg) : DCP_OK;
+			if (rc == DCP_OK)
+				rc = submit_part(w, msg);
+			if (rc != DCP_OK) {
+				/* Abort now, so that msg says what became of the upload. */
+				cancel_upload(w, msg);
 				return rc;
-			if ((rc = submit_part(w, msg)) != DCP_OK)
-				return rc;
+			}
 		}
 		room = ps - w->cur->len;
 		k = len < room ? len : room;
@@ -360,8 +372,10 @@ static int abort_upload(s3_writer *w, dcp_msg *msg)
 	rc = s3_execute(b, &req, ok, &resp, msg);
 	if (rc == DCP_OK && (resp.status == 405 || resp.status == 501)) {
 		atomic_fetch_add(&b->n_aborts_unsupported, 1);
-		dcp_msgf(msg, "the store at %s does not support AbortMultipartUpload (HTTP %ld): the uploaded parts stay "
-		              "until a lifecycle rule removes them",
+		dcp_msgf(msg,
+		         "the store at %s does not support AbortMultipartUpload (HTTP %ld): the uploaded "
+		         "parts stay "
+		         "until a lifecycle rule removes them",
 		         b->endpoint_shown, resp.status);
 		rc = DCP_EUNSUPPORTED;
 	}
@@ -379,8 +393,9 @@ static void cancel_upload(s3_writer *w, dcp_msg *msg)
 
 	atomic_store(&w->cancel, 1);
 	join_parts(w);
-	if (w->upload_id == NULL)
+	if (w->upload_id == NULL || w->aborted)
 		return;
+	w->aborted = 1;
 	am.text[0] = '\0';
 	rc = abort_upload(w, &am);
 	if (msg != NULL && rc == DCP_EUNSUPPORTED) {
@@ -388,7 +403,8 @@ static void cancel_upload(s3_writer *w, dcp_msg *msg)
 		snprintf(msg->text + n, sizeof(msg->text) - n, "; %s", am.text);
 	} else if (msg != NULL && rc != DCP_OK) {
 		size_t n = strlen(msg->text);
-		snprintf(msg->text + n, sizeof(msg->text) - n, "; aborting the multipart upload failed too: %s", am.text);
+		snprintf(msg->text + n, sizeof(msg->text) - n,
+		         "; aborting the multipart upload failed too: %s", am.text);
 	}
 }
 
@@ -453,7 +469,8 @@ static int complete_upload(s3_writer *w, dcp_msg *msg)
 	bad = bad || s3_append(&body, &len, "<CompleteMultipartUpload>") != 0;
 	for (i = 0; i < w->nparts && !bad; i++) {
 		snprintf(num, sizeof(num), "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
-		bad = s3_append(&body, &len, num) != 0 || s3_xml_append_escaped(&body, &len, w->etags[i]) != 0 ||
+		bad = s3_append(&body, &len, num) != 0 ||
+		      s3_xml_append_escaped(&body, &len, w->etags[i]) != 0 ||
 		      s3_append(&body, &len, "</ETag></Part>") != 0;
 	}
 	bad = bad || s3_append(&body, &len, "</CompleteMultipartUpload>") != 0;
@@ -474,9 +491,11 @@ static int complete_upload(s3_writer *w, dcp_msg *msg)
 	req.want_body = 1;
 	rc = s3_execute(b, &req, NULL, &resp, msg);
 	/* S3 may answer 200 and still fail: the error is in the body. */
-	if (rc == DCP_OK && s3_xml_error(resp.body, resp.body_len, code, sizeof(code), message, sizeof(message))) {
+	if (rc == DCP_OK &&
+	    s3_xml_error(resp.body, resp.body_len, code, sizeof(code), message, sizeof(message))) {
 		dcp_msgf(msg, "CompleteMultipartUpload %s failed: %s: %s (HTTP %ld from %s)",
-		         s3_describe_key(b, w->key, where, sizeof(where)), code, message, resp.status, b->endpoint_shown);
+		         s3_describe_key(b, w->key, where, sizeof(where)), code, message, resp.status,
+		         b->endpoint_shown);
 		rc = DCP_EIO;
 	}
 	s3_resp_free(&resp);
@@ -494,6 +513,12 @@ int s3_writer_close(dcp_backend_writer *base, dcp_msg *msg)
 		rc = put_single(w, msg);
 		writer_free(w);
 		return rc;
+	}
+	if (w->aborted) {
+		dcp_msgf(msg, "the multipart upload of %s failed and was aborted by an earlier append",
+		         w->key);
+		writer_free(w);
+		return DCP_EIO;
 	}
 	rc = DCP_OK;
 	if (w->cur != NULL && w->cur->len > 0)

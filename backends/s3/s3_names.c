@@ -50,39 +50,49 @@ int dcp_s3_bucket_check(const char *bucket, const char *shown, dcp_msg *msg)
 	}
 	n = strlen(bucket);
 	if (n < 3 || n > 63) {
-		dcp_msgf(msg, "bucket name '%.80s'%s'%s' is %zu characters long: S3 bucket names have 3 to 63", bucket,
-		         sep, id, n);
+		dcp_msgf(msg,
+		         "bucket name '%.80s'%s'%s' is %zu characters long: S3 bucket names have 3 to 63",
+		         bucket, sep, id, n);
 		return DCP_EID;
 	}
 	for (i = 0; i < n; i++) {
 		char c = bucket[i];
 		if (!is_lower_digit(c) && c != '.' && c != '-') {
 			if (c >= 'A' && c <= 'Z')
-				dcp_msgf(msg, "bucket name '%s'%s'%s' has an uppercase letter '%c' at position %zu: S3 bucket "
-				              "names are lowercase",
+				dcp_msgf(msg,
+				         "bucket name '%s'%s'%s' has an uppercase letter '%c' at position "
+				         "%zu: S3 bucket "
+				         "names are lowercase",
 				         bucket, sep, id, c, i);
 			else
-				dcp_msgf(msg, "bucket name '%s'%s'%s' has a '%c' at position %zu: S3 bucket names hold only "
-				              "lowercase letters, digits, '.' and '-'",
+				dcp_msgf(msg,
+				         "bucket name '%s'%s'%s' has a '%c' at position %zu: S3 bucket names "
+				         "hold only "
+				         "lowercase letters, digits, '.' and '-'",
 				         bucket, sep, id, c >= 0x20 && c < 0x7f ? c : '?', i);
 			return DCP_EID;
 		}
 	}
 	if (!is_lower_digit(bucket[0]) || !is_lower_digit(bucket[n - 1])) {
-		dcp_msgf(msg, "bucket name '%s'%s'%s' %s with '%c': S3 bucket names start and end with a letter or digit",
+		dcp_msgf(msg,
+		         "bucket name '%s'%s'%s' %s with '%c': S3 bucket names start and end with a letter "
+		         "or digit",
 		         bucket, sep, id, is_lower_digit(bucket[0]) ? "ends" : "starts",
 		         is_lower_digit(bucket[0]) ? bucket[n - 1] : bucket[0]);
 		return DCP_EID;
 	}
 	if (strstr(bucket, "..") != NULL || strstr(bucket, ".-") != NULL || strstr(bucket, "-.") != NULL) {
-		dcp_msgf(msg, "bucket name '%s'%s'%s' has two adjacent periods or a period next to a hyphen, which S3 does "
-		              "not allow",
+		dcp_msgf(msg,
+		         "bucket name '%s'%s'%s' has two adjacent periods or a period next to a hyphen, "
+		         "which S3 does "
+		         "not allow",
 		         bucket, sep, id);
 		return DCP_EID;
 	}
 	if (looks_like_ipv4(bucket)) {
-		dcp_msgf(msg, "bucket name '%s'%s'%s' is an IP address, which S3 does not allow as a bucket name", bucket,
-		         sep, id);
+		dcp_msgf(msg,
+		         "bucket name '%s'%s'%s' is an IP address, which S3 does not allow as a bucket name",
+		         bucket, sep, id);
 		return DCP_EID;
 	}
 	return DCP_OK;
@@ -90,7 +100,8 @@ int dcp_s3_bucket_check(const char *bucket, const char *shown, dcp_msg *msg)
 
 static int prefix_char_ok(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("!-_.*'()=~", c);
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("!-_.*'()=~", c);
 }
 
 int dcp_s3_split_id(const char *rest, const char *shown, char **bucket, char **prefix, dcp_msg *msg)
@@ -121,15 +132,19 @@ int dcp_s3_split_id(const char *rest, const char *shown, char **bucket, char **p
 	if (plen > 0 && p[plen - 1] == '/')
 		plen--;
 	if (plen > PREFIX_MAX) {
-		dcp_msgf(msg, "the key prefix in checkpoint id '%.100s...' is %zu bytes long: at most %d are allowed",
+		dcp_msgf(msg,
+		         "the key prefix in checkpoint id '%.100s...' is %zu bytes long: at most %d are "
+		         "allowed",
 		         shown, plen, PREFIX_MAX);
 		rc = DCP_EID;
 		goto fail;
 	}
 	for (i = 0; i < plen; i++) {
 		if (p[i] != '/' && !prefix_char_ok(p[i])) {
-			dcp_msgf(msg, "the key prefix '%.*s' in checkpoint id '%s' has a '%c' at position %zu: use letters, "
-			              "digits, '/' and !-_.*'()=~",
+			dcp_msgf(msg,
+			         "the key prefix '%.*s' in checkpoint id '%s' has a '%c' at position %zu: "
+			         "use letters, "
+			         "digits, '/' and !-_.*'()=~",
 			         (int)plen, p, shown, p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?', i);
 			rc = DCP_EID;
 			goto fail;
@@ -141,8 +156,10 @@ int dcp_s3_split_id(const char *rest, const char *shown, char **bucket, char **p
 		while (j < plen && p[j] != '/')
 			j++;
 		if (j == i || (j - i == 1 && p[i] == '.') || (j - i == 2 && p[i] == '.' && p[i + 1] == '.')) {
-			dcp_msgf(msg, "the key prefix '%.*s' in checkpoint id '%s' has an empty, '.' or '..' component "
-			              "(e.g. '//' or a leading '/'): write s3://BUCKET/a/b",
+			dcp_msgf(msg,
+			         "the key prefix '%.*s' in checkpoint id '%s' has an empty, '.' or '..' "
+			         "component "
+			         "(e.g. '//' or a leading '/'): write s3://BUCKET/a/b",
 			         (int)plen, p, shown);
 			rc = DCP_EID;
 			goto fail;

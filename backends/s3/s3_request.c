@@ -22,7 +22,7 @@
 
 #include "s3_internal.h"
 
-#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define EMPTY_SHA256   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ERROR_BODY_CAP ((size_t)64 << 10)
 #define IO_BUFFER_SIZE (512L << 10)
 
@@ -152,7 +152,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 	}
 	if (r->status >= 200 && r->status < 300 && !q->want_body)
 		return n; /* discarded */
-	if (body_append(r, data, n, r->status >= 200 && r->status < 300 ? SIZE_MAX : ERROR_BODY_CAP, &x->oom) != 0)
+	if (body_append(r, data, n, r->status >= 200 && r->status < 300 ? SIZE_MAX : ERROR_BODY_CAP,
+	                &x->oom) != 0)
 		return 0;
 	return n;
 }
@@ -312,8 +313,9 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	x.resp = resp;
 	errbuf[0] = '\0';
 
-	hdrs = add_header(hdrs, req->has_body ? "x-amz-content-sha256: UNSIGNED-PAYLOAD"
-	                                      : "x-amz-content-sha256: " EMPTY_SHA256,
+	hdrs = add_header(hdrs,
+	                  req->has_body ? "x-amz-content-sha256: UNSIGNED-PAYLOAD"
+	                                : "x-amz-content-sha256: " EMPTY_SHA256,
 	                  &oom);
 	if (req->has_range) {
 		snprintf(line, sizeof(line), "Range: bytes=%llu-%llu", (unsigned long long)req->range_off,
@@ -393,7 +395,8 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	resp->curl_code = (int)cc;
 	if (cc != CURLE_OK) {
 		if (resp->dst_overflow)
-			snprintf(resp->curl_err, sizeof(resp->curl_err), "the answer has more bytes than the %llu asked for",
+			snprintf(resp->curl_err, sizeof(resp->curl_err),
+			         "the answer has more bytes than the %llu asked for",
 			         (unsigned long long)req->range_len);
 		else
 			snprintf(resp->curl_err, sizeof(resp->curl_err), "%s",

@@ -40,7 +40,8 @@ static int status_retryable(const s3_resp *r)
 
 	if (r->status == 429 || (r->status >= 500 && r->status != 501))
 		return 1;
-	if (r->status == 400 && s3_xml_error(r->body, r->body_len, code, sizeof(code), message, sizeof(message)))
+	if (r->status == 400 &&
+	    s3_xml_error(r->body, r->body_len, code, sizeof(code), message, sizeof(message)))
 		return strcmp(code, "RequestTimeout") == 0;
 	return 0;
 }
@@ -86,25 +87,29 @@ int s3_execute(s3_backend *b, const s3_req *req, const long *ok_status, s3_resp 
 	int attempt, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	seed = ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)now.tv_sec ^ (uint64_t)(uintptr_t)&now ^ 0x9E3779B97F4A7C15ULL;
+	seed = ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)now.tv_sec ^ (uint64_t)(uintptr_t)&now ^
+	       0x9E3779B97F4A7C15ULL;
 	if (seed == 0)
 		seed = 1;
 	for (attempt = 1;; attempt++) {
 		int retry;
 		rc = s3_perform_once(b, req, resp);
 		if (rc != DCP_OK) {
-			dcp_msgf(msg, "out of memory sending %s for %s", req->op, req->key != NULL ? req->key : b->bucket);
+			dcp_msgf(msg, "out of memory sending %s for %s", req->op,
+			         req->key != NULL ? req->key : b->bucket);
 			return rc;
 		}
 		if (resp->curl_code == CURLE_OK && is_ok(resp->status, ok_status))
 			return DCP_OK;
 		if (resp->cancelled || (req->cancel != NULL && atomic_load(req->cancel)))
 			return s3_fail(b, req, resp, attempt, msg);
-		retry = resp->curl_code != CURLE_OK ? curl_retryable(resp->curl_code) : status_retryable(resp);
+		retry = resp->curl_code != CURLE_OK ? curl_retryable(resp->curl_code)
+		                                    : status_retryable(resp);
 		if (!retry || attempt >= b->cfg.max_attempts)
 			return s3_fail(b, req, resp, attempt, msg);
 		{
-			uint64_t ceiling = (uint64_t)b->cfg.backoff_base_ms << (attempt - 1 < 20 ? attempt - 1 : 20);
+			uint64_t ceiling = (uint64_t)b->cfg.backoff_base_ms
+			                   << (attempt - 1 < 20 ? attempt - 1 : 20);
 			if (ceiling > b->cfg.backoff_cap_ms)
 				ceiling = b->cfg.backoff_cap_ms;
 			atomic_fetch_add(&b->n_retries, 1);
@@ -121,7 +126,8 @@ static const char *hint_for(const char *code, long status)
 	if (strcmp(code, "InvalidAccessKeyId") == 0 || strcmp(code, "SignatureDoesNotMatch") == 0 ||
 	    strcmp(code, "InvalidToken") == 0 || strcmp(code, "ExpiredToken") == 0 ||
 	    strcmp(code, "TokenRefreshRequired") == 0)
-		return "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the AWS "
+		return "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN "
+		       "or the AWS "
 		       "profile)";
 	if (strcmp(code, "AccessDenied") == 0 || status == 403)
 		return "check that the credentials may use this bucket and prefix";
@@ -145,15 +151,17 @@ int s3_fail(s3_backend *b, const s3_req *req, const s3_resp *resp, int attempts,
 	if (attempts > 1)
 		snprintf(tries, sizeof(tries), " after %d attempts", attempts);
 	if (resp->cancelled) {
-		dcp_msgf(msg, "%s %s was cancelled because another request of the same operation failed", req->op, where);
+		dcp_msgf(msg, "%s %s was cancelled because another request of the same operation failed",
+		         req->op, where);
 		return DCP_EIO;
 	}
 	if (resp->curl_code != CURLE_OK) {
 		int timeout = resp->curl_code == CURLE_OPERATION_TIMEDOUT;
-		dcp_msgf(msg, "%s %s failed%s: %s (no answer from the endpoint %s): %s", req->op, where, tries,
-		         resp->curl_err, b->endpoint_shown,
+		dcp_msgf(msg, "%s %s failed%s: %s (no answer from the endpoint %s): %s", req->op, where,
+		         tries, resp->curl_err, b->endpoint_shown,
 		         timeout ? "the store is too slow or unreachable; check the endpoint and the network"
-		         : resp->curl_code == CURLE_COULDNT_CONNECT || resp->curl_code == CURLE_COULDNT_RESOLVE_HOST
+		         : resp->curl_code == CURLE_COULDNT_CONNECT ||
+		                         resp->curl_code == CURLE_COULDNT_RESOLVE_HOST
 		                 ? "check that the endpoint is right and the store is running"
 		                 : "check the endpoint, the network and the store");
 		return timeout ? DCP_ETIMEOUT : DCP_EIO;
@@ -163,19 +171,21 @@ int s3_fail(s3_backend *b, const s3_req *req, const s3_resp *resp, int attempts,
 	if (!s3_xml_error(resp->body, resp->body_len, code, sizeof(code), message, sizeof(message))) {
 		/* HEAD answers carry no body: name the usual cause. */
 		snprintf(code, sizeof(code), "%s",
-		         resp->status == 404 ? (req->key != NULL ? "NoSuchKey" : "NoSuchBucket")
+		         resp->status == 404   ? (req->key != NULL ? "NoSuchKey" : "NoSuchBucket")
 		         : resp->status == 403 ? "Forbidden"
 		         : resp->status == 400 ? "BadRequest"
 		                               : "HTTPError");
 		snprintf(message, sizeof(message), "%s", "the answer has no S3 error body");
 	}
 	if (b->cfg.access_key_id == NULL && (resp->status == 403 || resp->status == 401))
-		snprintf(creds, sizeof(creds), "; no credentials were found, so the request was sent unsigned");
+		snprintf(creds, sizeof(creds),
+		         "; no credentials were found, so the request was sent unsigned");
 	else if (b->cfg.credentials_from != NULL && (resp->status == 403 || resp->status == 401))
 		snprintf(creds, sizeof(creds), "; credentials from %s", b->cfg.credentials_from);
 	hint = hint_for(code, resp->status);
-	dcp_msgf(msg, "%s %s failed%s: %s: %s (HTTP %ld from %s%s%s)%s%s", req->op, where, tries, code, message,
-	         resp->status, b->endpoint_shown, rid, creds, hint != NULL ? ": " : "", hint != NULL ? hint : "");
+	dcp_msgf(msg, "%s %s failed%s: %s: %s (HTTP %ld from %s%s%s)%s%s", req->op, where, tries, code,
+	         message, resp->status, b->endpoint_shown, rid, creds, hint != NULL ? ": " : "",
+	         hint != NULL ? hint : "");
 	if (resp->status == 404 && strcmp(code, "NoSuchKey") == 0)
 		return DCP_ENOTFOUND;
 	if (resp->status == 404 && strcmp(code, "NoSuchUpload") == 0)

@@ -40,9 +40,9 @@ enum tc_op {
 };
 
 enum tc_verdict {
-	TC_AGREED = 0,   /* same operation and root everywhere, arguments valid */
-	TC_BAD_ARGS,     /* at least one rank passed invalid arguments */
-	TC_MISMATCHED,   /* ranks called different operations or roots */
+	TC_AGREED = 0, /* same operation and root everywhere, arguments valid */
+	TC_BAD_ARGS,   /* at least one rank passed invalid arguments */
+	TC_MISMATCHED, /* ranks called different operations or roots */
 };
 
 /* What one rank offers to a collective. Written only by its rank, before the
@@ -50,7 +50,7 @@ enum tc_verdict {
 typedef struct tc_slot {
 	int op;
 	int root;
-	int bad; /* this rank's arguments are invalid */
+	int bad;          /* this rank's arguments are invalid */
 	const void *data; /* gather, allgather: the rank's data; broadcast: the root's */
 	size_t len;
 	const dcp_buf *in; /* scatter: the root's parts */
@@ -67,11 +67,11 @@ struct dcp_thread_group {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	/* Under mu: */
-	int arrived;        /* ranks waiting at the current barrier */
-	unsigned long gen;  /* barriers completed */
-	int verdict;        /* enum tc_verdict of the last first barrier */
-	tc_slot *slots;     /* size slots; see tc_slot */
-	tc_comm *comms;     /* size comms */
+	int arrived;       /* ranks waiting at the current barrier */
+	unsigned long gen; /* barriers completed */
+	int verdict;       /* enum tc_verdict of the last first barrier */
+	tc_slot *slots;    /* size slots; see tc_slot */
+	tc_comm *comms;    /* size comms */
 };
 
 static enum tc_verdict tc_judge(const dcp_thread_group *g)

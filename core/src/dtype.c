@@ -5,29 +5,54 @@
 
 #include "dcp/dcp.h"
 
-static const struct {
-	const char *name;
-	size_t size;
-} dtype_table[DCP_DTYPE_COUNT_] = {
-	[DCP_F64] = {"f64", 8}, [DCP_F32] = {"f32", 4}, [DCP_F16] = {"f16", 2}, [DCP_BF16] = {"bf16", 2},
-	[DCP_I64] = {"i64", 8}, [DCP_I32] = {"i32", 4}, [DCP_I16] = {"i16", 2}, [DCP_I8] = {"i8", 1},
-	[DCP_U8] = {"u8", 1},   [DCP_BOOL] = {"bool", 1},
-};
-
-static int dtype_known(dcp_dtype dtype)
-{
-	/* Compared as an int: the enum's underlying type may be unsigned. */
-	return (int)dtype >= 0 && (int)dtype < DCP_DTYPE_COUNT_;
-}
-
 size_t dcp_dtype_size(dcp_dtype dtype)
 {
-	return dtype_known(dtype) ? dtype_table[dtype].size : 0;
+	switch (dtype) {
+	case DCP_F64:
+	case DCP_I64:
+		return 8;
+	case DCP_F32:
+	case DCP_I32:
+		return 4;
+	case DCP_F16:
+	case DCP_BF16:
+	case DCP_I16:
+		return 2;
+	case DCP_I8:
+	case DCP_U8:
+	case DCP_BOOL:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 const char *dcp_dtype_name(dcp_dtype dtype)
 {
-	return dtype_known(dtype) ? dtype_table[dtype].name : "unknown";
+	switch (dtype) {
+	case DCP_F64:
+		return "f64";
+	case DCP_F32:
+		return "f32";
+	case DCP_F16:
+		return "f16";
+	case DCP_BF16:
+		return "bf16";
+	case DCP_I64:
+		return "i64";
+	case DCP_I32:
+		return "i32";
+	case DCP_I16:
+		return "i16";
+	case DCP_I8:
+		return "i8";
+	case DCP_U8:
+		return "u8";
+	case DCP_BOOL:
+		return "bool";
+	default:
+		return "unknown";
+	}
 }
 
 int dcp_dtype_from_name(const char *name, dcp_dtype *out)
@@ -37,7 +62,7 @@ int dcp_dtype_from_name(const char *name, dcp_dtype *out)
 	if (name == NULL || out == NULL)
 		return DCP_EINVAL;
 	for (i = 0; i < DCP_DTYPE_COUNT_; i++) {
-		if (strcmp(name, dtype_table[i].name) == 0) {
+		if (strcmp(name, dcp_dtype_name((dcp_dtype)i)) == 0) {
 			*out = (dcp_dtype)i;
 			return DCP_OK;
 		}

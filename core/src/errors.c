@@ -161,7 +161,8 @@ int dcp_error_add(dcp_error *err, int rank, const char *stage, int code, const c
 			err->entries = ne;
 			err->cap = ncap;
 		}
-		memmove(&err->entries[pos + 1], &err->entries[pos], (err->count - pos) * sizeof(err->entries[0]));
+		memmove(&err->entries[pos + 1], &err->entries[pos],
+		        (err->count - pos) * sizeof(err->entries[0]));
 		err->count++;
 	}
 	err->entries[pos].rank = rank;

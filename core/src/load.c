@@ -194,6 +194,15 @@ static int verify(const load_run *l, const pending_read *p, dcp_msg *msg)
 	return DCP_OK;
 }
 
+/* 1 if the box (no empty dim) lies inside the chunk; no overflow. */
+static int box_inside(int nd, const uint64_t *bo, const uint64_t *bs, const uint64_t *co, const uint64_t *cs)
+{
+	for (int d = 0; d < nd; d++)
+		if (bs[d] == 0 || bo[d] < co[d] || bo[d] - co[d] > cs[d] || bs[d] > cs[d] - (bo[d] - co[d]))
+			return 0;
+	return 1;
+}
+
 /* Prepares one read item: which bytes to read and where they go. */
 static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, dcp_msg *msg)
 {
@@ -216,6 +225,24 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 			p->end = elem;
 			p->direct = 1;
 		} else {
+			/* A custom planner may change boxes: never copy outside the
+			 * stored chunk or the destination chunk. */
+			if (!box_inside(nd, it->box_offsets, it->box_sizes, p->chunk->offsets, p->chunk->sizes) ||
+			    !box_inside(nd, it->box_offsets, it->box_sizes, p->dst_off, p->dst_sz)) {
+				char box[300], where[300], dst[300];
+				dcp_md_chunk b, d;
+				memcpy(b.offsets, it->box_offsets, sizeof(b.offsets));
+				memcpy(b.sizes, it->box_sizes, sizeof(b.sizes));
+				memcpy(d.offsets, p->dst_off, sizeof(d.offsets));
+				memcpy(d.sizes, p->dst_sz, sizeof(d.sizes));
+				chunk_text(box, sizeof(box), p->mi, &b);
+				chunk_text(where, sizeof(where), p->mi, p->chunk);
+				chunk_text(dst, sizeof(dst), p->mi, &d);
+				dcp_msgf(msg, "read item for '%s': box (%s) is empty or not inside the stored chunk (%s) "
+				              "and the destination chunk (%s): the load planner made an invalid plan",
+				         p->mi->key, box, where, dst);
+				return DCP_EPLAN;
+			}
 			dcp_box_byte_range(nd, p->chunk->offsets, p->chunk->sizes, it->box_offsets, it->box_sizes, elem,
 			                   &p->first, &p->end);
 			p->direct = dcp_box_equal(nd, it->box_offsets, it->box_sizes, p->chunk->offsets,
@@ -228,9 +255,12 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 	if (l->opts.verify && !p->direct) {
 		uint64_t B = l->md->checksum_block;
 		p->first = p->first / B * B;
-		p->end = (p->end + B - 1) / B * B;
-		if (p->end > si->length)
-			p->end = si->length;
+		/* Round end up to a block boundary or the chunk's end, whichever
+		 * comes first, without overflowing (B and lengths come from the
+		 * metadata and may be close to 2^64). */
+		uint64_t tail = p->end % B;
+		if (tail != 0)
+			p->end = si->length - p->end <= B - tail ? si->length : p->end + (B - tail);
 	}
 	return DCP_OK;
 }
@@ -385,11 +415,12 @@ static int check_args(const dcp_state *state, const char *url, dcp_comm *comm, c
                       dcp_error **err)
 {
 	const char *problem = NULL;
-	if (state == NULL)
-		problem = "state is NULL";
-	else if (url == NULL)
-		problem = "url is NULL";
-	else if (o->version < 1 || o->version > DCP_LOAD_OPTIONS_VERSION)
+	/* A NULL state or url fails this rank inside the collective steps (so
+	 * that no other rank waits for it); only what every rank passes alike
+	 * (options) is refused here, before any collective. */
+	(void)state;
+	(void)url;
+	if (o->version < 1 || o->version > DCP_LOAD_OPTIONS_VERSION)
 		problem = "options.version is not DCP_LOAD_OPTIONS_VERSION (initialise with DCP_LOAD_OPTIONS_INIT)";
 	else if (o->coordinator < 0 || o->coordinator >= comm->size(comm))
 		problem = "options.coordinator is not a rank of the comm";
@@ -426,14 +457,21 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 	l.rank = comm->rank(comm);
 	l.size = comm->size(comm);
 	dcp_load_planner_resolve(l.opts.planner, &l.planner);
-	dcp_state_reset_loaded(state);
+	if (state != NULL)
+		dcp_state_reset_loaded(state);
 	dcp_msg msg = {{0}};
 	rc = dcp_url_canonical(url, &l.url, &msg);
 
 	dcp_local_failure f = {0};
 	dcp_load_plan local = {0};
 	dcp_wbuf w = {0};
-	if (rc != DCP_OK)
+	if (state == NULL)
+		dcp_fail(&f, DCP_EINVAL, "dcp_load", "dcp_load: state is NULL on this rank: every rank passes its own "
+		         "state (an empty one if it holds nothing)");
+	else if (url == NULL)
+		dcp_fail(&f, DCP_EINVAL, "dcp_load", "dcp_load: url is NULL on this rank: every rank passes the same "
+		         "checkpoint id");
+	else if (rc != DCP_OK)
 		dcp_fail_msg(&f, rc, "validate_checkpoint_id", &msg);
 	else
 		plan_local(&l, &f, &local);
@@ -482,8 +520,10 @@ int dcp_read_metadata(const char *url, dcp_registry *reg, dcp_metadata **out, dc
 	dcp_msg msg = {{0}};
 	dcp_plugin *p = NULL;
 	char *canon = NULL;
-	if (out == NULL)
+	if (out == NULL) {
+		dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_read_metadata", "dcp_read_metadata: out is NULL"));
 		return DCP_EINVAL;
+	}
 	*out = NULL;
 	int rc = dcp_registry_resolve(reg, url, 1, 0, &p, &canon, &msg);
 	if (rc != DCP_OK) {
@@ -496,6 +536,8 @@ int dcp_read_metadata(const char *url, dcp_registry *reg, dcp_metadata **out, dc
 	rc = p->reader_open(p, canon, &oo, &r, &msg);
 	if (rc == DCP_OK && r == NULL)
 		rc = DCP_EPLUGIN;
+	if (rc != DCP_OK)
+		r = NULL; /* a failed open owns nothing (as in dcp_load) */
 	if (rc == DCP_OK && (rc = dcp_check_reader_ops(p, r->ops, &msg)) != DCP_OK)
 		r = NULL;
 	if (rc == DCP_OK) {
@@ -507,6 +549,8 @@ int dcp_read_metadata(const char *url, dcp_registry *reg, dcp_metadata **out, dc
 	if (r != NULL)
 		r->ops->close(r);
 	free(canon);
+	if (rc > 0) /* statuses are negative: a positive one is a broken plugin */
+		rc = DCP_EPLUGIN;
 	if (rc != DCP_OK) {
 		dcp_metadata_free(*out);
 		*out = NULL;

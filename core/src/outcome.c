@@ -150,6 +150,8 @@ static int coordinate(const char *step, dcp_buf *gathered, int n, dcp_global_fn 
 		const char *stage = "global";
 		dcp_msg msg = {{0}};
 		int grc = fn(ctx, payloads, n, out, &stage, &msg);
+		if (grc > 0) /* statuses are negative: a positive one is a broken slot */
+			grc = DCP_EPLUGIN;
 		if (grc != DCP_OK) {
 			encode_error(&replies[0], step, all, n, coordinator, stage, grc, msg.text);
 			goto share;
@@ -212,8 +214,12 @@ int dcp_step_exchange(dcp_comm *comm, int coordinator, const char *step, const d
 		if (prc != DCP_OK) {
 			/* Still answer every rank so that none waits: with an error. */
 			if (replies != NULL) {
+				/* replies[1..] may alias replies[0] (a shared error): free
+				 * that buffer once, comparing with its address before the
+				 * free clears replies[0]. */
+				const unsigned char *shared = replies[0].data;
 				for (int r = 0; r < n; r++)
-					if (r == 0 || replies[r].data != replies[0].data)
+					if (r == 0 || replies[r].data != shared)
 						dcp_wbuf_free(&replies[r]);
 				memset(replies, 0, (size_t)n * sizeof(*replies));
 				encode_error(&replies[0], step, NULL, n, coordinator, "coordinate", prc,

@@ -24,7 +24,10 @@ void dcp_fail_msg(dcp_local_failure *f, int code, const char *stage, const dcp_m
 {
 	if (f->code != DCP_OK)
 		return;
-	f->code = code == DCP_OK ? DCP_EPLUGIN : code;
+	/* Statuses are DCP_OK or negative; a positive one (an errno, say) from a
+	 * plugin or planner is a failure too, and must not reach the caller as
+	 * a positive "status". */
+	f->code = code >= DCP_OK ? DCP_EPLUGIN : code;
 	f->stage = stage;
 	if (msg != NULL && msg->text[0] != '\0')
 		f->msg = *msg;

@@ -643,8 +643,10 @@ int dcp_registry_resolve(dcp_registry *reg, const char *url, int validate, int f
 int dcp_registry_find(dcp_registry *reg, const char *url, dcp_plugin **out, dcp_error **err)
 {
 	dcp_msg msg = {{0}};
-	if (out == NULL)
+	if (out == NULL) {
+		dcp_error_set(err, dcp_error_local(DCP_EINVAL, "registry", "dcp_registry_find: out is NULL"));
 		return DCP_EINVAL;
+	}
 	int rc = dcp_registry_resolve(reg, url, 0, 0, out, NULL, &msg);
 	if (rc != DCP_OK)
 		dcp_error_set(err, dcp_error_local(rc, "registry", "%s", msg.text));
@@ -678,6 +680,8 @@ int dcp_remove(const char *url, dcp_registry *reg, dcp_error **err)
 		return DCP_EUNSUPPORTED;
 	}
 	rc = p->remove(p, canon, &msg);
+	if (rc > 0) /* statuses are negative: a positive one is a broken plugin */
+		rc = DCP_EPLUGIN;
 	if (rc != DCP_OK)
 		dcp_error_set(err, dcp_error_local(rc, "remove", "%s", msg.text));
 	free(canon);

@@ -408,11 +408,12 @@ static int check_args(const dcp_state *state, const char *url, dcp_comm *comm, c
                       dcp_error **err)
 {
 	const char *problem = NULL;
-	if (state == NULL)
-		problem = "state is NULL";
-	else if (url == NULL)
-		problem = "url is NULL";
-	else if (o->version < 1 || o->version > DCP_SAVE_OPTIONS_VERSION)
+	/* A NULL state or url fails this rank inside the collective steps (so
+	 * that no other rank waits for it); only what every rank passes alike
+	 * (options) is refused here, before any collective. */
+	(void)state;
+	(void)url;
+	if (o->version < 1 || o->version > DCP_SAVE_OPTIONS_VERSION)
 		problem = "options.version is not DCP_SAVE_OPTIONS_VERSION (initialise with DCP_SAVE_OPTIONS_INIT)";
 	else if (o->coordinator < 0 || o->coordinator >= comm->size(comm))
 		problem = "options.coordinator is not a rank of the comm";
@@ -460,7 +461,13 @@ int dcp_save(const dcp_state *state, const char *url, dcp_comm *comm, const dcp_
 	dcp_local_failure f = {0};
 	dcp_save_plan local = {0};
 	dcp_wbuf w = {0};
-	if (rc != DCP_OK)
+	if (state == NULL)
+		dcp_fail(&f, DCP_EINVAL, "dcp_save", "dcp_save: state is NULL on this rank: every rank passes its own "
+		         "state (an empty one if it holds nothing)");
+	else if (url == NULL)
+		dcp_fail(&f, DCP_EINVAL, "dcp_save", "dcp_save: url is NULL on this rank: every rank passes the same "
+		         "checkpoint id");
+	else if (rc != DCP_OK)
 		dcp_fail_msg(&f, rc, "validate_checkpoint_id", &msg);
 	else
 		plan_local(&s, &f, &local);

@@ -18,8 +18,8 @@
 #include "dcp/sys/planner.h"
 #include "state_internal.h"
 
-#define KEY_MAX 1024
-#define KEY_SHOW 200 /* bytes of a key quoted in a message */
+#define KEY_MAX    1024
+#define KEY_SHOW   200 /* bytes of a key quoted in a message */
 #define SHAPE_TEXT 200
 
 enum entry_kind { KIND_SHARD, KIND_WHOLE, KIND_BYTES };
@@ -110,20 +110,23 @@ static int check_key(dcp_state *st, const char *key)
 	size_t i;
 
 	if (key == NULL)
-		return fail(st, DCP_EINVAL, "key is NULL: pass a non-empty dotted name such as \"model.weight\"");
+		return fail(st, DCP_EINVAL,
+		            "key is NULL: pass a non-empty dotted name such as \"model.weight\"");
 	if (key[0] == '\0')
-		return fail(st, DCP_EINVAL, "key is empty: pass a non-empty dotted name such as \"model.weight\"");
+		return fail(st, DCP_EINVAL,
+		            "key is empty: pass a non-empty dotted name such as \"model.weight\"");
 	for (i = 0; key[i] != '\0'; i++) {
 		unsigned char ch = (unsigned char)key[i];
 		if (i >= KEY_MAX) {
 			show_key(shown, sizeof(shown), key);
-			return fail(st, DCP_EINVAL, "key '%s' is %zu bytes long: keys are at most %d bytes", shown,
-			            strlen(key), KEY_MAX);
+			return fail(st, DCP_EINVAL, "key '%s' is %zu bytes long: keys are at most %d bytes",
+			            shown, strlen(key), KEY_MAX);
 		}
 		if (ch < 0x20 || ch >= 0x7f) {
 			show_key(shown, sizeof(shown), key);
 			return fail(st, DCP_EINVAL,
-			            "key '%s' has the non-printable byte 0x%02x at offset %zu: keys are printable "
+			            "key '%s' has the non-printable byte 0x%02x at offset %zu: keys are "
+			            "printable "
 			            "ASCII (0x20 to 0x7e)",
 			            shown, ch, i);
 		}
@@ -217,7 +220,8 @@ static int reserve_chunk(state_entry *e)
 	return DCP_OK;
 }
 
-static int boxes_overlap(int ndim, const uint64_t *ao, const uint64_t *as, const uint64_t *bo, const uint64_t *bs)
+static int boxes_overlap(int ndim, const uint64_t *ao, const uint64_t *as, const uint64_t *bo,
+                         const uint64_t *bs)
 {
 	int d;
 
@@ -249,18 +253,19 @@ static int check_tensor(dcp_state *st, const char *shown, dcp_dtype dtype, int n
 	int d;
 
 	if ((int)dtype < 0 || (int)dtype >= DCP_DTYPE_COUNT_)
-		return fail(st, DCP_EINVAL, "tensor '%s': unknown dtype %d: use one of DCP_F64 .. DCP_BOOL", shown,
-		            (int)dtype);
+		return fail(st, DCP_EINVAL, "tensor '%s': unknown dtype %d: use one of DCP_F64 .. DCP_BOOL",
+		            shown, (int)dtype);
 	if (ndim < 0 || ndim > DCP_MAX_DIMS)
-		return fail(st, DCP_EINVAL, "tensor '%s': ndim %d is out of range: use 0 (a scalar) to %d", shown,
-		            ndim, DCP_MAX_DIMS);
+		return fail(st, DCP_EINVAL, "tensor '%s': ndim %d is out of range: use 0 (a scalar) to %d",
+		            shown, ndim, DCP_MAX_DIMS);
 	if (ndim > 0 && shape == NULL)
-		return fail(st, DCP_EINVAL, "tensor '%s': shape is NULL but ndim is %d: pass %d dims", shown, ndim,
-		            ndim);
+		return fail(st, DCP_EINVAL, "tensor '%s': shape is NULL but ndim is %d: pass %d dims", shown,
+		            ndim, ndim);
 	if (ndim > 0 && (offsets == NULL || sizes == NULL))
-		return fail(st, DCP_EINVAL,
-		            "tensor '%s': chunk offsets or sizes is NULL but ndim is %d: pass the chunk's box", shown,
-		            ndim);
+		return fail(
+		        st, DCP_EINVAL,
+		        "tensor '%s': chunk offsets or sizes is NULL but ndim is %d: pass the chunk's box",
+		        shown, ndim);
 
 	/* Every partial product of nonzero dims must fit, so that strides and
 	 * byte offsets computed anywhere later cannot overflow. */
@@ -270,7 +275,8 @@ static int check_tensor(dcp_state *st, const char *shown, dcp_dtype dtype, int n
 		if (bytes > UINT64_MAX / dim) {
 			show_dims(t1, sizeof(t1), ndim, shape);
 			return fail(st, DCP_EINVAL,
-			            "tensor '%s': shape %s of %s is more than 2^64 bytes: a tensor's size in bytes "
+			            "tensor '%s': shape %s of %s is more than 2^64 bytes: a tensor's size in "
+			            "bytes "
 			            "must fit in 64 bits",
 			            shown, t1, dcp_dtype_name(dtype));
 		}
@@ -279,8 +285,9 @@ static int check_tensor(dcp_state *st, const char *shown, dcp_dtype dtype, int n
 #if SIZE_MAX < UINT64_MAX
 	if (bytes > SIZE_MAX) {
 		show_dims(t1, sizeof(t1), ndim, shape);
-		return fail(st, DCP_EINVAL, "tensor '%s': shape %s of %s does not fit in this process's memory",
-		            shown, t1, dcp_dtype_name(dtype));
+		return fail(st, DCP_EINVAL,
+		            "tensor '%s': shape %s of %s does not fit in this process's memory", shown, t1,
+		            dcp_dtype_name(dtype));
 	}
 #endif
 	for (d = 0; d < ndim; d++) {
@@ -289,7 +296,8 @@ static int check_tensor(dcp_state *st, const char *shown, dcp_dtype dtype, int n
 			show_dims(t2, sizeof(t2), ndim, sizes);
 			show_dims(t3, sizeof(t3), ndim, shape);
 			return fail(st, DCP_EINVAL,
-			            "tensor '%s': chunk at offsets %s with sizes %s lies outside shape %s in dim %d: "
+			            "tensor '%s': chunk at offsets %s with sizes %s lies outside shape %s in "
+			            "dim %d: "
 			            "a chunk must lie inside the tensor",
 			            shown, t1, t2, t3, d);
 		}
@@ -310,14 +318,17 @@ static int check_existing(dcp_state *st, const char *shown, const state_entry *e
 	size_t i;
 
 	if (e->kind != it->kind)
-		return fail(st, DCP_EINVAL, "key '%s' was added as %s and now as %s: a key is either one tensor or one "
-		                            "bytes item",
+		return fail(st, DCP_EINVAL,
+		            "key '%s' was added as %s and now as %s: a key is either one tensor or one "
+		            "bytes item",
 		            shown, kind_name(e->kind), kind_name(it->kind));
 	if (it->kind == KIND_BYTES)
-		return fail(st, DCP_EINVAL, "bytes item '%s' was already added: add a bytes item once", shown);
+		return fail(st, DCP_EINVAL, "bytes item '%s' was already added: add a bytes item once",
+		            shown);
 	if (e->pub.dtype != it->dtype)
 		return fail(st, DCP_EINVAL,
-		            "tensor '%s' was added with dtype %s and now with dtype %s: every chunk of a tensor has "
+		            "tensor '%s' was added with dtype %s and now with dtype %s: every chunk of a "
+		            "tensor has "
 		            "the same dtype",
 		            shown, dcp_dtype_name(e->pub.dtype), dcp_dtype_name(it->dtype));
 	if (e->pub.ndim != it->ndim ||
@@ -325,12 +336,14 @@ static int check_existing(dcp_state *st, const char *shown, const state_entry *e
 		show_dims(t1, sizeof(t1), e->pub.ndim, e->pub.shape);
 		show_dims(t2, sizeof(t2), it->ndim, it->shape);
 		return fail(st, DCP_EINVAL,
-		            "tensor '%s' was added with shape %s and now with shape %s: every chunk of a tensor has "
+		            "tensor '%s' was added with shape %s and now with shape %s: every chunk of a "
+		            "tensor has "
 		            "the same global shape",
 		            shown, t1, t2);
 	}
 	if (it->kind == KIND_WHOLE)
-		return fail(st, DCP_EINVAL, "tensor '%s' was already added as a whole tensor: add it once", shown);
+		return fail(st, DCP_EINVAL, "tensor '%s' was already added as a whole tensor: add it once",
+		            shown);
 	for (i = 0; i < e->pub.nchunks; i++) {
 		const dcp_state_chunk *c = &e->chunks[i];
 		if (boxes_overlap(it->ndim, c->offsets, c->sizes, it->chunk.offsets, it->chunk.sizes)) {
@@ -339,14 +352,16 @@ static int check_existing(dcp_state *st, const char *shown, const state_entry *e
 			show_dims(t3, sizeof(t3), it->ndim, c->offsets);
 			show_dims(t4, sizeof(t4), it->ndim, c->sizes);
 			return fail(st, DCP_EINVAL,
-			            "tensor '%s': the chunk at offsets %s with sizes %s overlaps the chunk at offsets "
-			            "%s with sizes %s added before on this rank: chunks of a tensor must not overlap",
+			            "tensor '%s': the chunk at offsets %s with sizes %s overlaps the chunk "
+			            "at offsets "
+			            "%s with sizes %s added before on this rank: chunks of a tensor must not "
+			            "overlap",
 			            shown, t1, t2, t3, t4);
 		}
 	}
 	if (e->pub.nchunks >= UINT32_MAX)
-		return fail(st, DCP_EINVAL, "tensor '%s' has too many chunks on this rank (%zu): merge some", shown,
-		            e->pub.nchunks);
+		return fail(st, DCP_EINVAL, "tensor '%s' has too many chunks on this rank (%zu): merge some",
+		            shown, e->pub.nchunks);
 	return DCP_OK;
 }
 
@@ -371,8 +386,9 @@ static int add_item(dcp_state *st, const new_item *it)
 	}
 
 	if (st->count >= UINT32_MAX)
-		return fail(st, DCP_EINVAL, "cannot add key '%s': the state already holds %zu keys, the most a plan "
-		                            "can address",
+		return fail(st, DCP_EINVAL,
+		            "cannot add key '%s': the state already holds %zu keys, the most a plan "
+		            "can address",
 		            shown, st->count);
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
@@ -431,7 +447,8 @@ void dcp_state_free(dcp_state *state)
 }
 
 static int add_tensor_common(dcp_state *st, enum entry_kind kind, const char *key, dcp_dtype dtype, int ndim,
-                             const uint64_t *shape, const uint64_t *offsets, const uint64_t *sizes, void *data)
+                             const uint64_t *shape, const uint64_t *offsets, const uint64_t *sizes,
+                             void *data)
 {
 	char shown[KEY_SHOW + 16];
 	new_item it;
@@ -491,7 +508,8 @@ int dcp_state_add_bytes(dcp_state *state, const char *key, void *data, size_t le
 	show_key(shown, sizeof(shown), key);
 	if (data == NULL && len > 0)
 		return fail(state, DCP_EINVAL,
-		            "bytes item '%s': data is NULL but len is %zu: pass the buffer, or NULL with len 0 to "
+		            "bytes item '%s': data is NULL but len is %zu: pass the buffer, or NULL with len "
+		            "0 to "
 		            "let a load allocate it",
 		            shown, len);
 	memset(&it, 0, sizeof(it));
@@ -587,16 +605,17 @@ int dcp_state_store_bytes(dcp_state *st, size_t entry, const void *data, uint64_
 	chunk = &e->chunks[0];
 	show_key(shown, sizeof(shown), e->key);
 	if (e->kind != KIND_BYTES) {
-		rc = fail(st, DCP_EINVAL, "'%s' is a tensor in the state, not a bytes item: load it as a tensor",
-		          shown);
+		rc = fail(st, DCP_EINVAL,
+		          "'%s' is a tensor in the state, not a bytes item: load it as a tensor", shown);
 	} else if (data == NULL && len > 0) {
-		rc = fail(st, DCP_EINVAL, "bytes item '%s': %" PRIu64 " loaded bytes given without data", shown,
-		          len);
+		rc = fail(st, DCP_EINVAL, "bytes item '%s': %" PRIu64 " loaded bytes given without data",
+		          shown, len);
 	} else if (e->owned == NULL && chunk->data != NULL) {
 		/* The application's buffer: chunk->nbytes is its capacity. */
 		if (len > chunk->nbytes) {
 			rc = fail(st, DCP_EMISMATCH,
-			          "bytes item '%s' is %" PRIu64 " bytes in the checkpoint but the buffer holds %" PRIu64
+			          "bytes item '%s' is %" PRIu64
+			          " bytes in the checkpoint but the buffer holds %" PRIu64
 			          ": pass a larger buffer or NULL to let libdcp allocate",
 			          shown, len, chunk->nbytes);
 		} else {
@@ -612,8 +631,9 @@ int dcp_state_store_bytes(dcp_state *st, size_t entry, const void *data, uint64_
 #endif
 			p = malloc(len > 0 ? (size_t)len : 1);
 		if (p == NULL) {
-			rc = fail(st, DCP_ENOMEM, "out of memory allocating %" PRIu64 " bytes for bytes item '%s'",
-			          len, shown);
+			rc = fail(st, DCP_ENOMEM,
+			          "out of memory allocating %" PRIu64 " bytes for bytes item '%s'", len,
+			          shown);
 		} else {
 			if (len > 0)
 				memcpy(p, data, (size_t)len);

@@ -129,7 +129,8 @@ typedef struct mc_comm {
 	MPI_Comm comm; /* the duplicate, owned */
 	int rank, size;
 	double timeout; /* seconds without progress; 0: none */
-	const char *timeout_from; /* "the option", "DCP_MPI_TIMEOUT", "the default" */
+	const char *timeout_from; /* where the timeout came from, for messages */
+	int from_option;          /* 1: dcp_mpi_options.timeout_s set it */
 	size_t piece;
 	uint64_t seq; /* collectives begun */
 	uint32_t cur_op;
@@ -421,10 +422,9 @@ static int run_wait(mc_comm *c, mc_run *r, uint32_t op, int root)
 		if (c->timeout > 0 && mc_now() - last >= c->timeout) {
 			char peers[200];
 			waiting_for(r, peers, sizeof(peers));
-			mc_err(c,
-			       "no progress for %g s waiting for rank(s) %s (timeout %g s from %s; set "
-			       "DCP_MPI_TIMEOUT to change it)",
-			       c->timeout, peers, c->timeout, c->timeout_from);
+			mc_err(c, "no progress for %g s waiting for rank(s) %s (the timeout, from %s%s)",
+			       c->timeout, peers, c->timeout_from,
+			       c->from_option ? "" : "; set DCP_MPI_TIMEOUT=SECONDS to change it");
 			return DCP_ETIMEOUT;
 		}
 		/* A few quick passes first: a peer that is about to answer
@@ -949,7 +949,7 @@ static int mc_allgather(dcp_comm *self, const void *data, size_t len, dcp_buf *o
 		free(packed.data);
 		return DCP_EINVAL;
 	}
-	if (status == DCP_OK || c->rank != 0)
+	if (status == DCP_OK)
 		status = down;
 	if (status != DCP_OK) {
 		free(packed.data);
@@ -1132,6 +1132,7 @@ int dcp_comm_mpi_create(MPI_Comm comm, const dcp_mpi_options *opts, dcp_comm **o
 	MPI_Comm_size(c->comm, &c->size);
 	c->timeout = timeout;
 	c->timeout_from = from;
+	c->from_option = opts->timeout_s >= 0;
 	c->piece = opts->piece_bytes > 0 ? opts->piece_bytes : DCP_MPI_DEFAULT_PIECE_BYTES;
 	c->base.version = DCP_COMM_VERSION;
 	c->base.rank = mc_rank;

@@ -7,7 +7,12 @@
  * scheme "faulty+..." here. The faulty plugin's own parameters are
  *   fail.<stage>=<ranks>  a rank list for dcp_rank_set_parse ("1,3", "0-2",
  *                         "*" for every rank, "" for none);
- *   faults=<path>         a JSON scenario file (see conf/faults/README.md).
+ *   faults=<path>         a JSON scenario file (see conf/faults/README.md);
+ *   torn.write_data=<ranks>  these ranks' write_data hands only the first
+ *                         torn.bytes bytes of the rank's data (in request
+ *                         order) to the inner plugin, waits for the inner
+ *                         write, then fails the save (a torn data object);
+ *   torn.bytes=<N>        the bytes that a torn write keeps (default 0).
  * They are removed before the rest is handed to the inner plugin as
  * "<inner-scheme>://<rest>?<the other params>", unchanged otherwise.
  *
@@ -44,6 +49,9 @@ int faulty_stage_from_name(const char *name);
 #define FAULTY_URL_PREFIX        "faulty+"
 #define FAULTY_PARAM_FAIL_PREFIX "fail."
 #define FAULTY_PARAM_FAULTS      "faults"
+#define FAULTY_PARAM_TORN_PREFIX "torn."
+#define FAULTY_PARAM_TORN_WRITE  "torn.write_data"
+#define FAULTY_PARAM_TORN_BYTES  "torn.bytes"
 
 /*
  * What one URL asks for: the failing ranks of every stage and the inner URL.
@@ -51,6 +59,8 @@ int faulty_stage_from_name(const char *name);
  */
 typedef struct faulty_config {
 	dcp_rank_set fail[FAULTY_STAGE_COUNT]; /* empty set: never fails */
+	dcp_rank_set torn_write;               /* torn.write_data; empty: no torn write */
+	uint64_t torn_bytes;                   /* torn.bytes */
 	char *inner_url;                       /* malloc'd */
 } faulty_config;
 
@@ -80,6 +90,13 @@ int faulty_should_fail(const faulty_config *cfg, faulty_stage stage, int rank);
 /* 1 if stage fails on at least one rank (used to decide whether an optional
  * slot that the inner plugin lacks must still exist to fail). */
 int faulty_stage_enabled(const faulty_config *cfg, faulty_stage stage);
+/* 1 if cfg makes write_data on rank a torn write. */
+int faulty_torn_write(const faulty_config *cfg, int rank);
+/* 1 if some rank has a torn write (the host must then offer futures). */
+int faulty_torn_enabled(const faulty_config *cfg);
+/* DCP_OK if host has the version-2 future slots that torn writes need; else
+ * DCP_EVERSION with a message naming url. */
+int faulty_torn_check_host(const dcp_host *host, const char *url, dcp_msg *msg);
 /* Writes the injected failure's message and returns DCP_EINJECTED. */
 int faulty_inject(dcp_msg *msg, faulty_stage stage, int rank);
 

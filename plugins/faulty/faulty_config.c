@@ -70,6 +70,7 @@ void faulty_config_clear(faulty_config *cfg)
 		return;
 	for (int i = 0; i < FAULTY_STAGE_COUNT; i++)
 		dcp_rank_set_clear(&cfg->fail[i]);
+	dcp_rank_set_clear(&cfg->torn_write);
 	free(cfg->inner_url);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -84,6 +85,28 @@ int faulty_stage_enabled(const faulty_config *cfg, faulty_stage stage)
 	return cfg->fail[stage].all || cfg->fail[stage].n > 0;
 }
 
+int faulty_torn_write(const faulty_config *cfg, int rank)
+{
+	return dcp_rank_set_has(&cfg->torn_write, rank);
+}
+
+int faulty_torn_enabled(const faulty_config *cfg)
+{
+	return cfg->torn_write.all || cfg->torn_write.n > 0;
+}
+
+int faulty_torn_check_host(const dcp_host *host, const char *url, dcp_msg *msg)
+{
+	if (host != NULL && host->version >= 2 && host->future_new != NULL && host->future_wait != NULL &&
+	    host->future_free != NULL)
+		return DCP_OK;
+	dcp_msgf(msg,
+	         "faulty plugin: '%s' asks for a torn write (torn.write_data), which needs the host's "
+	         "futures (host version 2); this host has version %u without them: use a newer libdcp",
+	         url, host != NULL ? host->version : 0u);
+	return DCP_EVERSION;
+}
+
 int faulty_inject(dcp_msg *msg, faulty_stage stage, int rank)
 {
 	const char *name = faulty_stage_name(stage);
@@ -92,11 +115,40 @@ int faulty_inject(dcp_msg *msg, faulty_stage stage, int rank)
 }
 
 /* Keys that belong to the faulty plugin (never passed to the inner one):
- * "faults", "fail" (a typo for fail.<stage>, rejected) and "fail.*". */
+ * "faults", "fail" and "torn" (typos for fail.<stage> and torn.<x>,
+ * rejected), "fail.*" and "torn.*". */
 static int is_faulty_key(const char *key)
 {
 	return strcmp(key, FAULTY_PARAM_FAULTS) == 0 || strcmp(key, "fail") == 0 ||
-	       strncmp(key, FAULTY_PARAM_FAIL_PREFIX, strlen(FAULTY_PARAM_FAIL_PREFIX)) == 0;
+	       strcmp(key, "torn") == 0 ||
+	       strncmp(key, FAULTY_PARAM_FAIL_PREFIX, strlen(FAULTY_PARAM_FAIL_PREFIX)) == 0 ||
+	       strncmp(key, FAULTY_PARAM_TORN_PREFIX, strlen(FAULTY_PARAM_TORN_PREFIX)) == 0;
+}
+
+/* Parses the byte count of torn.bytes: a decimal integer (no sign, no
+ * suffix) below 2^64. `where` names the source for messages. */
+static int parse_torn_bytes(const char *text, uint64_t *out, const char *where, dcp_msg *msg)
+{
+	uint64_t v = 0;
+	const char *p = text;
+
+	if (*p == '\0')
+		goto bad;
+	for (; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			goto bad;
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			goto bad;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*out = v;
+	return DCP_OK;
+bad:
+	dcp_msgf(msg,
+	         "faulty plugin: %s: '%s' is not a byte count; give a decimal number of bytes (e.g. "
+	         "torn.bytes=4096), below 2^64",
+	         where, text);
+	return DCP_EID;
 }
 
 static int keep_inner_param(const char *key, void *arg)
@@ -105,9 +157,17 @@ static int keep_inner_param(const char *key, void *arg)
 	return !is_faulty_key(key);
 }
 
+/* Replaces *dst with the set parsed from ranks (see set_stage). */
+static int set_ranks(dcp_rank_set *dst, const char *ranks, const char *where, dcp_msg *msg);
+
 /* Replaces cfg->fail[stage] with the set parsed from ranks. `where` names the
  * source for messages ("URL parameter 'fail.x=...'" or a file and stage). */
 static int set_stage(faulty_config *cfg, int stage, const char *ranks, const char *where, dcp_msg *msg)
+{
+	return set_ranks(&cfg->fail[stage], ranks, where, msg);
+}
+
+static int set_ranks(dcp_rank_set *dst, const char *ranks, const char *where, dcp_msg *msg)
 {
 	dcp_rank_set set = {0};
 	dcp_msg inner = {{0}};
@@ -128,8 +188,8 @@ static int set_stage(faulty_config *cfg, int stage, const char *ranks, const cha
 			         where, ranks);
 		return DCP_EID;
 	}
-	dcp_rank_set_clear(&cfg->fail[stage]);
-	cfg->fail[stage] = set;
+	dcp_rank_set_clear(dst);
+	*dst = set;
 	return DCP_OK;
 }
 
@@ -179,9 +239,10 @@ static int read_file(const char *path, char **out, size_t *len, dcp_msg *msg)
 }
 
 /* Turns a JSON rank list (the string syntax of fail.<stage>, or an array of
- * rank numbers) into the string syntax. *out is malloc'd. */
-static int json_ranks_to_string(const cJSON *value, const char *path, const char *stage, char **out,
-                                dcp_msg *msg)
+ * rank numbers) into the string syntax. *out is malloc'd. group ("fail" or
+ * "torn") and stage name the value in messages. */
+static int json_ranks_to_string(const cJSON *value, const char *path, const char *group, const char *stage,
+                                char **out, dcp_msg *msg)
 {
 	size_t n, used = 0;
 	char *s;
@@ -200,18 +261,18 @@ static int json_ranks_to_string(const cJSON *value, const char *path, const char
 			if (d < 0.0 || d > 65535.0 || d != (double)(int)d) {
 				free(s);
 				dcp_msgf(msg,
-				         "faulty plugin: in the scenario file '%s', \"fail\".\"%s\"[%zu] is "
+				         "faulty plugin: in the scenario file '%s', \"%s\".\"%s\"[%zu] is "
 				         "not a rank; ranks are integers from 0 to 65535",
-				         path, stage, i);
+				         path, group, stage, i);
 				return DCP_EID;
 			}
 			used += (size_t)sprintf(s + used, "%s%d", i ? "," : "", (int)d);
 		}
 	} else {
 		dcp_msgf(msg,
-		         "faulty plugin: in the scenario file '%s', \"fail\".\"%s\" must be an array of "
+		         "faulty plugin: in the scenario file '%s', \"%s\".\"%s\" must be an array of "
 		         "ranks (e.g. [1, 3]) or a rank-list string (e.g. \"*\" or \"0-2\")",
-		         path, stage);
+		         path, group, stage);
 		return DCP_EID;
 	}
 	if (s == NULL) {
@@ -222,13 +283,66 @@ static int json_ranks_to_string(const cJSON *value, const char *path, const char
 	return DCP_OK;
 }
 
+/* Applies the "torn" object of a scenario file: {"write_data": <ranks>,
+ * "bytes": <N>}, both optional. */
+static int load_torn(const cJSON *torn, const char *path, faulty_config *cfg, dcp_msg *msg)
+{
+	const cJSON *item;
+	char where[DCP_MSG_MAX / 2];
+	int rc;
+
+	if (!cJSON_IsObject(torn)) {
+		dcp_msgf(msg,
+		         "faulty plugin: in the scenario file '%s', \"torn\" must be an object such as "
+		         "{\"write_data\": [1], \"bytes\": 4096}",
+		         path);
+		return DCP_EID;
+	}
+	cJSON_ArrayForEach(item, torn)
+	{
+		if (strcmp(item->string, "write_data") == 0) {
+			char *ranks = NULL;
+			rc = json_ranks_to_string(item, path, "torn", "write_data", &ranks, msg);
+			if (rc != DCP_OK)
+				return rc;
+			snprintf(where, sizeof(where), "the scenario file '%s', \"torn\".\"write_data\"",
+			         path);
+			rc = set_ranks(&cfg->torn_write, ranks, where, msg);
+			free(ranks);
+			if (rc != DCP_OK)
+				return rc;
+		} else if (strcmp(item->string, "bytes") == 0) {
+			/* Exact up to 2^53, which is all a JSON number promises. */
+			if (!cJSON_IsNumber(item) || item->valuedouble < 0.0 ||
+			    item->valuedouble > 9007199254740992.0 ||
+			    item->valuedouble != (double)(uint64_t)item->valuedouble) {
+				dcp_msgf(msg,
+				         "faulty plugin: in the scenario file '%s', \"torn\".\"bytes\" must "
+				         "be "
+				         "a whole number of bytes from 0 to 2^53",
+				         path);
+				return DCP_EID;
+			}
+			cfg->torn_bytes = (uint64_t)item->valuedouble;
+		} else {
+			dcp_msgf(msg,
+			         "faulty plugin: the scenario file '%s' has an unknown key \"%s\" in "
+			         "\"torn\"; "
+			         "the keys are \"write_data\" and \"bytes\"",
+			         path, item->string);
+			return DCP_EID;
+		}
+	}
+	return DCP_OK;
+}
+
 /* Applies the scenario file at path to cfg. */
 static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config *cfg, dcp_msg *msg)
 {
 	char *text = NULL;
 	size_t len = 0;
 	const char *end = NULL;
-	cJSON *root, *fail, *item;
+	cJSON *root, *fail, *torn, *item;
 	int rc = read_file(path, &text, &len, msg);
 
 	if (rc != DCP_OK)
@@ -265,10 +379,11 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 	}
 	cJSON_ArrayForEach(item, root)
 	{
-		if (strcmp(item->string, "fail") != 0 && strcmp(item->string, "description") != 0) {
+		if (strcmp(item->string, "fail") != 0 && strcmp(item->string, "torn") != 0 &&
+		    strcmp(item->string, "description") != 0) {
 			dcp_msgf(msg,
 			         "faulty plugin: the scenario file '%s' has an unknown key \"%s\"; the keys "
-			         "are \"fail\" and \"description\"",
+			         "are \"fail\", \"torn\" and \"description\"",
 			         path, item->string);
 			rc = DCP_EID;
 			goto out;
@@ -281,14 +396,20 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 		rc = DCP_EID;
 		goto out;
 	}
+	torn = cJSON_GetObjectItemCaseSensitive(root, "torn");
 	fail = cJSON_GetObjectItemCaseSensitive(root, "fail");
-	if (!cJSON_IsObject(fail)) {
+	if (!cJSON_IsObject(fail) && (fail != NULL || torn == NULL)) {
 		dcp_msgf(msg,
 		         "faulty plugin: the scenario file '%s' needs a \"fail\" object mapping stages to "
-		         "ranks, e.g. {\"fail\": {\"write_data\": [1, 3]}}",
+		         "ranks, e.g. {\"fail\": {\"write_data\": [1, 3]}} (or only a \"torn\" object)",
 		         path);
 		rc = DCP_EID;
 		goto out;
+	}
+	if (torn != NULL) {
+		rc = load_torn(torn, path, cfg, msg);
+		if (rc != DCP_OK)
+			goto out;
 	}
 	cJSON_ArrayForEach(item, fail)
 	{
@@ -304,7 +425,7 @@ static int load_scenario(faulty_plugin *plugin, const char *path, faulty_config 
 			rc = DCP_EID;
 			goto out;
 		}
-		rc = json_ranks_to_string(item, path, item->string, &ranks, msg);
+		rc = json_ranks_to_string(item, path, "fail", item->string, &ranks, msg);
 		if (rc != DCP_OK)
 			goto out;
 		snprintf(where, sizeof(where), "the scenario file '%s', \"fail\".\"%s\"", path, item->string);
@@ -368,6 +489,27 @@ int faulty_config_parse(faulty_plugin *plugin, const char *url, faulty_config *c
 
 		if (strcmp(key, FAULTY_PARAM_FAULTS) == 0 || !is_faulty_key(key))
 			continue;
+		if (strcmp(key, FAULTY_PARAM_TORN_WRITE) == 0 || strcmp(key, FAULTY_PARAM_TORN_BYTES) == 0) {
+			snprintf(where, sizeof(where), "URL parameter '%s=%s'", key, val);
+			if (strcmp(key, FAULTY_PARAM_TORN_WRITE) == 0)
+				rc = set_ranks(&cfg->torn_write, val, where, msg);
+			else
+				rc = parse_torn_bytes(val, &cfg->torn_bytes, where, msg);
+			if (rc != DCP_OK)
+				goto out;
+			continue;
+		}
+		if (strcmp(key, "torn") == 0 ||
+		    strncmp(key, FAULTY_PARAM_TORN_PREFIX, strlen(FAULTY_PARAM_TORN_PREFIX)) == 0) {
+			dcp_msgf(msg,
+			         "faulty plugin: unknown URL parameter '%s' in '%s'; the torn-write "
+			         "parameters "
+			         "are " FAULTY_PARAM_TORN_WRITE "=<ranks> and " FAULTY_PARAM_TORN_BYTES
+			         "=<N>",
+			         key, url);
+			rc = DCP_EID;
+			goto out;
+		}
 		stage = strcmp(key, "fail") == 0
 		                ? -1
 		                : faulty_stage_from_name(key + strlen(FAULTY_PARAM_FAIL_PREFIX));
@@ -381,6 +523,12 @@ int faulty_config_parse(faulty_plugin *plugin, const char *url, faulty_config *c
 		}
 		snprintf(where, sizeof(where), "URL parameter '%s=%s'", key, val);
 		rc = set_stage(cfg, stage, val, where, msg);
+		if (rc != DCP_OK)
+			goto out;
+	}
+
+	if (faulty_torn_enabled(cfg)) {
+		rc = faulty_torn_check_host(plugin->host, url, msg);
 		if (rc != DCP_OK)
 			goto out;
 	}

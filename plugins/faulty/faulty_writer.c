@@ -226,9 +226,81 @@ static int w_prepare_global_plan(dcp_storage_writer *base, dcp_save_plan *plans,
 	return w->inner->ops->prepare_global_plan(w->inner, plans, nranks, msg);
 }
 
+/*
+ * A torn write (torn.write_data): hands the inner writer the same requests
+ * cut to the first cfg.torn_bytes bytes of the rank's data, in request order
+ * (a request wholly past the cut keeps its item with length 0), waits for
+ * the inner write on the inner future (made through the host's version-2
+ * future slots), then completes fut with DCP_EINJECTED: the inner storage
+ * holds a truncated object and the save fails, as when a node dies in the
+ * middle of a write. If the inner write itself fails, that failure is
+ * reported instead. fut is completed before this returns (the contract
+ * allows it); the abort that the failed save brings goes to the inner
+ * writer, which removes the torn object.
+ */
+static int torn_write_data(faulty_writer *w, const dcp_save_plan *plan, const dcp_write_req *reqs, size_t n,
+                           dcp_future *fut, dcp_msg *msg)
+{
+	const dcp_host *host = w->plugin->host;
+	dcp_write_req *cut = NULL;
+	dcp_future *inner_fut;
+	uint64_t left = w->cfg.torn_bytes, total = 0, kept = 0;
+	dcp_msg imsg = {{0}};
+	int rc;
+
+	/* Checked when the URL was parsed; checked again rather than crash. */
+	rc = faulty_torn_check_host(host, w->cfg.inner_url, msg);
+	if (rc != DCP_OK)
+		return rc;
+	if (n > 0) {
+		cut = malloc(n * sizeof(*cut));
+		if (cut == NULL) {
+			dcp_msgf(
+			        msg,
+			        "faulty plugin: out of memory preparing a torn write of %zu items on rank %d",
+			        n, w->rank);
+			return DCP_ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		cut[i] = reqs[i];
+		cut[i].len = reqs[i].len < left ? reqs[i].len : left;
+		left -= cut[i].len;
+		kept += cut[i].len;
+		total += reqs[i].len;
+	}
+	inner_fut = host->future_new();
+	if (inner_fut == NULL) {
+		free(cut);
+		dcp_msgf(msg, "faulty plugin: out of memory preparing a torn write on rank %d", w->rank);
+		return DCP_ENOMEM;
+	}
+	rc = w->inner->ops->write_data(w->inner, plan, cut, n, inner_fut, msg);
+	if (rc != DCP_OK) {
+		/* The inner writer never completes inner_fut after an error. */
+		host->future_free(inner_fut);
+		free(cut);
+		return rc;
+	}
+	rc = host->future_wait(inner_fut, &imsg);
+	host->future_free(inner_fut);
+	free(cut);
+	if (rc != DCP_OK) {
+		host->write_future_complete(fut, rc, NULL, 0, imsg.text);
+		return DCP_OK;
+	}
+	dcp_msgf(&imsg,
+	         "injected torn write at write_data on rank %d: %llu of its %llu bytes were written, then "
+	         "the write failed (faulty plugin: torn.write_data, torn.bytes=%llu)",
+	         w->rank, (unsigned long long)kept, (unsigned long long)total,
+	         (unsigned long long)w->cfg.torn_bytes);
+	host->write_future_complete(fut, DCP_EINJECTED, NULL, 0, imsg.text);
+	return DCP_OK;
+}
+
 /* write_data fails at once; write_data_async returns DCP_OK without writing
  * anything and fails the future from a thread joined before the next write,
- * in abort and in close. */
+ * in abort and in close; a torn write writes a prefix, then fails. */
 static int w_write_data(dcp_storage_writer *base, const dcp_save_plan *plan, const dcp_write_req *reqs,
                         size_t n, dcp_future *fut, dcp_msg *msg)
 {
@@ -240,6 +312,8 @@ static int w_write_data(dcp_storage_writer *base, const dcp_save_plan *plan, con
 		faulty_async_fail(&w->async, w->plugin->host, fut, 1, FAULTY_WRITE_DATA_ASYNC, w->rank);
 		return DCP_OK;
 	}
+	if (faulty_torn_write(&w->cfg, w->rank))
+		return torn_write_data(w, plan, reqs, n, fut, msg);
 	return w->inner->ops->write_data(w->inner, plan, reqs, n, fut, msg);
 }
 

@@ -63,7 +63,8 @@ static int s3_id_parse(const char *url, s3_id *id, dcp_msg *msg)
 	if (rc == DCP_OK)
 		rc = dcp_s3_split_id(u.rest, url, &id->bucket, &id->prefix, msg);
 	if (rc == DCP_OK)
-		rc = dcp_layout_options_parse(&u, S3_DEFAULT_THREADS, dcp_s3_url_keys, url, &id->options, msg);
+		rc = dcp_layout_options_parse(&u, S3_DEFAULT_THREADS, dcp_s3_url_keys, url, &id->options,
+		                              msg);
 	if (rc == DCP_OK)
 		rc = dcp_s3_config_load(&id->cfg, &u, url, msg);
 	if (rc == DCP_OK) {
@@ -199,7 +200,8 @@ DCP_DECLARE_PLUGIN_ENTRY
 	p->base.version = DCP_PLUGIN_ABI_VERSION;
 	p->base.name = "s3";
 	p->base.schemes = s3_schemes;
-	p->base.capabilities = DCP_CAP_ATOMIC_COMMIT | DCP_CAP_DURABLE | DCP_CAP_RANGED_READ | DCP_CAP_ASYNC_IO;
+	p->base.capabilities =
+	        DCP_CAP_ATOMIC_COMMIT | DCP_CAP_DURABLE | DCP_CAP_RANGED_READ | DCP_CAP_ASYNC_IO;
 	p->base.destroy = s3_destroy;
 	p->base.validate_checkpoint_id = s3_validate;
 	p->base.writer_open = s3_writer_open_;

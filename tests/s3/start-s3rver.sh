@@ -55,8 +55,14 @@ set --
 for b in $buckets; do
 	set -- "$@" --configure-bucket "$b"
 done
+# s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 only
+# has in its legacy provider: enable it where node knows the flag.
+nodeflags=
+if node --openssl-legacy-provider -e 0 >/dev/null 2>&1; then
+	nodeflags=--openssl-legacy-provider
+fi
 # Port 0: the kernel picks a free port, which s3rver prints when it listens.
-node "$bin" -d "$state/data" -a 127.0.0.1 -p 0 --no-vhost-buckets "$@" >"$log" 2>&1 </dev/null &
+node $nodeflags "$bin" -d "$state/data" -a 127.0.0.1 -p 0 --no-vhost-buckets "$@" >"$log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$state/s3rver.pid"
 
