@@ -33,8 +33,8 @@ static int find_build_path(const char *rel, char *out, size_t outlen)
 	dt_exe_dir(dir, sizeof(dir));
 	for (int up = 0; up <= 4; up++) {
 		char *slash;
-		snprintf(out, outlen, "%s/%s", dir, rel);
-		if (access(out, F_OK) == 0)
+		int n = snprintf(out, outlen, "%s/%s", dir, rel);
+		if (n > 0 && (size_t)n < outlen && access(out, F_OK) == 0)
 			return 1;
 		slash = strrchr(dir, '/');
 		if (slash == NULL || slash == dir)

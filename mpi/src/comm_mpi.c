@@ -394,11 +394,22 @@ static void waiting_for(const mc_run *r, char *buf, size_t len)
 	}
 }
 
-/* Polls every transfer of r until all are done, one fails, or no progress
+/*
+ * Polls every transfer of r until all are done, one fails, or no progress
  * was made for c->timeout seconds. Sleeps (1 us doubling to at most 1 ms)
- * only while nothing moves. */
-static int run_wait(mc_comm *c, mc_run *r, uint32_t op, int root)
+ * only while nothing moves.
+ *
+ * downstream: r only receives from a root or relay (scatter, broadcast),
+ * which times out on the same lost peer as this rank but starts waiting a
+ * little earlier (gather then scatter). Such a wait allows a grace of a
+ * tenth of the timeout (at least 1 s) more, so that the root's failure
+ * notice, which names what it saw, arrives before this rank's own timeout.
+ */
+static int run_wait(mc_comm *c, mc_run *r, uint32_t op, int root, int downstream)
 {
+	double limit = c->timeout;
+	if (downstream && limit > 0)
+		limit += limit / 10 > 1.0 ? limit / 10 : 1.0;
 	double last = mc_now();
 	long pause_ns = 0;
 	unsigned idle = 0;
@@ -419,11 +430,11 @@ static int run_wait(mc_comm *c, mc_run *r, uint32_t op, int root)
 			idle = 0;
 			continue;
 		}
-		if (c->timeout > 0 && mc_now() - last >= c->timeout) {
+		if (limit > 0 && mc_now() - last >= limit) {
 			char peers[200];
 			waiting_for(r, peers, sizeof(peers));
-			mc_err(c, "no progress for %g s waiting for rank(s) %s (the timeout, from %s%s)",
-			       c->timeout, peers, c->timeout_from,
+			mc_err(c, "no progress for %g s waiting for rank(s) %s (the timeout, %g s, from %s%s)",
+			       limit, peers, c->timeout, c->timeout_from,
 			       c->from_option ? "" : "; set DCP_MPI_TIMEOUT=SECONDS to change it");
 			return DCP_ETIMEOUT;
 		}
@@ -572,7 +583,7 @@ static int step_gather(mc_comm *c, uint32_t op, int root, int status, const void
 		}
 		rc = post_send(c, run_add(r, root, 1), op, root, status, r->keep, len);
 		if (rc == DCP_OK)
-			rc = run_wait(c, r, op, root);
+			rc = run_wait(c, r, op, root, 0);
 		if (rc == DCP_OK)
 			rc = status;
 		run_end(c, r);
@@ -582,7 +593,7 @@ static int step_gather(mc_comm *c, uint32_t op, int root, int status, const void
 		if (p != root)
 			rc = post_recv(c, run_add(r, p, 0));
 	if (rc == DCP_OK)
-		rc = run_wait(c, r, op, root);
+		rc = run_wait(c, r, op, root, 0);
 	for (size_t i = 0; i < r->n && rc == DCP_OK; i++) {
 		if (r->x[i].hdr.status != DCP_OK) {
 			mc_err(c, "rank %d reported a failure in this collective (%s)", r->x[i].peer,
@@ -627,7 +638,7 @@ static int step_bcast(mc_comm *c, uint32_t op, int root, int status, dcp_buf *bu
 		} else {
 			status = post_recv(c, run_add(r, parent, 0));
 			if (status == DCP_OK)
-				status = run_wait(c, r, op, root);
+				status = run_wait(c, r, op, root, 1);
 			if (status == DCP_OK && r->x[0].hdr.status != DCP_OK) {
 				mc_err(c, "rank %d (the root or a relay) reported a failure (%s)", parent,
 				       dcp_strerror(r->x[0].hdr.status));
@@ -675,7 +686,7 @@ static int step_bcast(mc_comm *c, uint32_t op, int root, int status, dcp_buf *bu
 					src = post_send(c, run_add(r, (vr + m + root) % n, 1), op, root, sst, payload,
 					                len);
 			if (src == DCP_OK)
-				src = run_wait(c, r, op, root);
+				src = run_wait(c, r, op, root, 0);
 			if (src == DCP_OK && vr != 0)
 				r->keep = NULL; /* the sends are done: the payload goes to the caller */
 			else
@@ -703,7 +714,6 @@ static void begin(mc_comm *c, uint32_t op)
 {
 	c->seq++;
 	c->cur_op = op;
-	c->last_error[0] = '\0';
 	if (c->orphans != NULL)
 		orphans_reap(c);
 }
@@ -790,7 +800,7 @@ static int mc_scatter(dcp_comm *self, int root, const dcp_buf *in, dcp_buf *out)
 		}
 		int rc = post_recv(c, run_add(r, root, 0));
 		if (rc == DCP_OK)
-			rc = run_wait(c, r, MC_SCATTER, root);
+			rc = run_wait(c, r, MC_SCATTER, root, 1);
 		if (rc == DCP_OK && r->x[0].hdr.status != DCP_OK) {
 			mc_err(c, "the root, rank %d, reported a failure (%s)", root,
 			       dcp_strerror(r->x[0].hdr.status));
@@ -838,7 +848,7 @@ static int mc_scatter(dcp_comm *self, int root, const dcp_buf *in, dcp_buf *out)
 		rc = post_send(c, run_add(r, p, 1), MC_SCATTER, root, status, part, plen);
 	}
 	if (rc == DCP_OK)
-		rc = run_wait(c, r, MC_SCATTER, root);
+		rc = run_wait(c, r, MC_SCATTER, root, 0);
 	run_end(c, r);
 	if (rc == DCP_OK)
 		rc = status;

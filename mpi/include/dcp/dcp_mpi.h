@@ -25,7 +25,14 @@
  * share of a checkpoint. After a DCP_ETIMEOUT the job cannot continue
  * reliably (MPI has no way to exclude the lost rank): report the error and end
  * the job, e.g. with MPI_Abort, or with exit(1) without MPI_Finalize, which
- * would wait for the lost rank.
+ * would wait for the lost rank. A rank that waits for a root (the receiving
+ * side of a scatter or broadcast) allows a tenth of the timeout more (at least
+ * 1 s), so that the root's own timeout, and what it saw, reaches it first.
+ *
+ * Under mpirun, a process that dies (a crash, SIGKILL) normally makes mpirun
+ * end the whole job at once; the timeout matters when the launcher keeps the
+ * job running (Open MPI: --enable-recovery), and when a peer is alive but
+ * never arrives (stuck in I/O, deadlocked, cut off by the network).
  */
 #ifndef DCP_DCP_MPI_H
 #define DCP_DCP_MPI_H
@@ -87,10 +94,11 @@ DCP_EXTERN int dcp_comm_mpi_create(MPI_Comm comm, const dcp_mpi_options *opts, d
 DCP_EXTERN double dcp_comm_mpi_timeout(const dcp_comm *comm);
 
 /*
- * What went wrong in the last failed collective of comm, e.g. "allgather #12:
- * no progress for 5 s: waiting for ranks 3 (timeout from DCP_MPI_TIMEOUT)";
- * "" if none failed. Owned by comm, valid until its next collective. For
- * diagnostics: libdcp's error objects only say that a collective failed.
+ * What went wrong in the last collective of comm that failed on this rank,
+ * e.g. "gather #7: no progress for 5 s waiting for rank(s) 3 (the timeout,
+ * 5 s, from DCP_MPI_TIMEOUT; ...)"; "" if none failed. Owned by comm, valid
+ * until its next collective. For diagnostics: libdcp's error objects only say
+ * that a collective failed on a rank.
  */
 DCP_EXTERN const char *dcp_comm_mpi_last_error(const dcp_comm *comm);
 
