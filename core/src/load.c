@@ -74,6 +74,9 @@ static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
 	rc = ops->read_metadata(l->reader, &l->md, &msg);
 	if (rc == DCP_OK && l->md == NULL)
 		rc = DCP_EPLUGIN;
+	/* A plugin may build metadata itself: check it as the decoder would. */
+	if (rc == DCP_OK)
+		rc = dcp_metadata_validate(l->md, &msg);
 	if (rc != DCP_OK) {
 		dcp_fail_msg(f, rc, "read_metadata", &msg);
 		return;

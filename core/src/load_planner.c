@@ -148,8 +148,18 @@ static int check_entry(const dcp_state_entry *e, const dcp_md_item *mi, dcp_msg 
 		         mi->type == DCP_ITEM_TENSOR ? "a tensor" : "a bytes item");
 		return DCP_EMISMATCH;
 	}
-	if (e->type != DCP_ITEM_TENSOR)
+	if (e->type == DCP_ITEM_BYTES) {
+		/* Refused before anything is read: a caller's buffer must hold it. */
+		uint64_t stored = mi->nchunks == 1 ? mi->chunks[0].storage.length : 0;
+		const dcp_state_chunk *c = &e->chunks[0];
+		if (c->data != NULL && stored > c->nbytes) {
+			dcp_msgf(msg, "bytes item '%s' is %llu bytes in the checkpoint but the buffer holds %llu: pass a "
+			              "larger buffer, or NULL to let libdcp allocate",
+			         e->key, (unsigned long long)stored, (unsigned long long)c->nbytes);
+			return DCP_EMISMATCH;
+		}
 		return DCP_OK;
+	}
 	if (e->dtype != mi->dtype) {
 		dcp_msgf(msg, "key '%s': dtype %s requested but the checkpoint has %s", e->key,
 		         dcp_dtype_name(e->dtype), dcp_dtype_name(mi->dtype));

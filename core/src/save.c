@@ -332,7 +332,9 @@ static int merge_results(save_run *s, int r, const dcp_buf *payload, dcp_msg *ms
 		uint32_t nsums = dcp_rbuf_u32(&rb);
 		if (rb.failed || index >= plan->nitems || path == NULL || nsums > dcp_rbuf_left(&rb) / 8) {
 			free(path);
-			break;
+			dcp_msgf(msg, "the write results of rank %d could not be decoded (entry %llu)", r,
+			         (unsigned long long)i);
+			return DCP_ECOMM;
 		}
 		dcp_md_chunk *c = chunk_for_item(s->md, &plan->items[index]);
 		if (c == NULL || c->storage.path != NULL) {

@@ -8,7 +8,7 @@
 #include "dcp_tool.h"
 
 static const char USAGE[] =
-        "usage: dcp load [--ranks N] [--seed S] [--threads T] [--json] URL\n"
+        "usage: dcp load [--ranks N] [--seed S] [--threads T] [--json] [--comm threads|mpi|auto] URL\n"
         "\n"
         "N thread-ranks load the checkpoint written by 'dcp save' at URL into their own\n"
         "sharding (N may differ from the number of ranks that saved it: the load reshards)\n"
@@ -19,6 +19,9 @@ static const char USAGE[] =
         "  --seed S     check against seed S (default: the seed recorded by the save)\n"
         "  --threads T  add threads=T to the URL's query for the storage plugin\n"
         "  --json       print one JSON object with bytes, seconds, bytes_per_second\n"
+        "  --comm C     threads: --ranks N thread-ranks in this process; mpi: this process is\n"
+        "               one rank of an MPI job (mpirun -np N dcp load --comm mpi URL);\n"
+        "               auto (default): mpi when started by mpirun, else threads\n"
         "\n"
         "Checksums are verified while loading. For checkpoints not written by 'dcp save',\n"
         "use 'dcp verify'.\n"
@@ -27,12 +30,13 @@ static const char USAGE[] =
 
 int cmd_load(int argc, char **argv)
 {
-	const char *ranks_s = NULL, *seed_s = NULL, *threads_s = NULL;
+	const char *ranks_s = NULL, *seed_s = NULL, *threads_s = NULL, *comm_s = NULL;
 	int json = 0;
 	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},
 	                          {"seed", &seed_s, NULL},
 	                          {"threads", &threads_s, NULL},
 	                          {"json", NULL, &json},
+	                          {"comm", &comm_s, NULL},
 	                          {NULL, NULL, NULL}};
 	const char *pos[1];
 	int npos = 0;
@@ -47,13 +51,18 @@ int cmd_load(int argc, char **argv)
 		return TOOL_EXIT_USAGE;
 	uint64_t useed = (uint64_t)seed;
 
+	tool_comm tc;
+	rc = tool_comm_open("load", comm_s, ranks_s, &ranks, &tc);
+	if (rc >= 0)
+		return rc;
 	char *url = tool_url_with_threads(pos[0], (int)threads);
 	if (url == NULL) {
 		fprintf(stderr, "dcp load: out of memory\n");
+		tool_comm_close(&tc);
 		return TOOL_EXIT_FAIL;
 	}
 	job_result res;
-	job_load(url, (int)ranks, seed_s != NULL ? &useed : NULL, "dcp load", &res);
+	job_load_on(&tc, url, (int)ranks, seed_s != NULL ? &useed : NULL, "dcp load", &res);
 	int ex = job_report("dcp load", &res);
 
 	/* Every element this job holds matched; also make sure the checkpoint

@@ -8,7 +8,7 @@
 
 static const char USAGE[] =
         "usage: dcp save [--ranks N] [--size SIZE] [--tensors K] [--seed S] [--threads T]\n"
-        "                [--no-overwrite] [--json] URL\n"
+        "                [--no-overwrite] [--json] [--comm threads|mpi|auto] URL\n"
         "\n"
         "N thread-ranks build a synthetic model state of about SIZE bytes and save it to URL.\n"
         "The state mixes f32, bf16, f16, f64 and integer tensors (row-, column-, grid- and\n"
@@ -23,6 +23,9 @@ static const char USAGE[] =
         "  --threads T     add threads=T to the URL's query for the storage plugin\n"
         "  --no-overwrite  fail if a checkpoint already exists at URL\n"
         "  --json          print one JSON object with bytes, seconds, bytes_per_second\n"
+        "  --comm C        threads: --ranks N thread-ranks in this process; mpi: this process\n"
+        "                  is one rank of an MPI job (mpirun -np N dcp save --comm mpi URL);\n"
+        "                  auto (default): mpi when started by mpirun, else threads\n"
         "\n"
         "URL examples: file:///tmp/ckpt, ./ckpt, mem://name (this process only),\n"
         "faulty+file:///tmp/ckpt?fail.write_data=1 (inject a failure on rank 1).\n"
@@ -31,6 +34,7 @@ static const char USAGE[] =
 int cmd_save(int argc, char **argv)
 {
 	const char *ranks_s = NULL, *size_s = NULL, *tensors_s = NULL, *seed_s = NULL, *threads_s = NULL;
+	const char *comm_s = NULL;
 	int json = 0, no_overwrite = 0;
 	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},
 	                          {"size", &size_s, NULL},
@@ -39,6 +43,7 @@ int cmd_save(int argc, char **argv)
 	                          {"threads", &threads_s, NULL},
 	                          {"json", NULL, &json},
 	                          {"no-overwrite", NULL, &no_overwrite},
+	                          {"comm", &comm_s, NULL},
 	                          {NULL, NULL, NULL}};
 	const char *pos[1];
 	int npos = 0;
@@ -55,9 +60,14 @@ int cmd_save(int argc, char **argv)
 	    arg_size("save", "size", size_s, &size))
 		return TOOL_EXIT_USAGE;
 
+	tool_comm tc;
+	rc = tool_comm_open("save", comm_s, ranks_s, &ranks, &tc);
+	if (rc >= 0)
+		return rc;
 	char *url = tool_url_with_threads(pos[0], (int)threads);
 	if (url == NULL) {
 		fprintf(stderr, "dcp save: out of memory\n");
+		tool_comm_close(&tc);
 		return TOOL_EXIT_FAIL;
 	}
 	synth_spec spec;
@@ -66,14 +76,16 @@ int cmd_save(int argc, char **argv)
 	if (rc != DCP_OK) {
 		fprintf(stderr, "dcp save: %s\n", err);
 		free(url);
+		tool_comm_close(&tc);
 		return rc == DCP_EINVAL ? TOOL_EXIT_USAGE : TOOL_EXIT_FAIL;
 	}
 
 	job_result res;
-	job_save(&spec, url, (int)ranks, !no_overwrite, "dcp save", &res);
+	job_save_on(&tc, &spec, url, (int)ranks, !no_overwrite, "dcp save", &res);
 	res.spec = spec; /* res owns it now */
-	int ex = job_report("dcp save", &res);
-	if (ex == TOOL_EXIT_OK) {
+	int ex = tool_comm_agree_exit(&tc, job_report("dcp save", &res));
+	res.bytes = tool_comm_sum(&tc, res.bytes);
+	if (ex == TOOL_EXIT_OK && tool_comm_is_leader(&tc)) {
 		if (json) {
 			ex = job_print_json("save", url, (int)ranks, &res);
 		} else {
@@ -87,5 +99,6 @@ int cmd_save(int argc, char **argv)
 	}
 	job_result_clear(&res);
 	free(url);
+	tool_comm_close(&tc);
 	return ex;
 }

@@ -20,6 +20,8 @@
 #include "dcp/dcp.h"
 #include "dcp/sys/metadata.h"
 
+#include "comm_select.h"
+
 #define TOOL_EXIT_OK    0
 #define TOOL_EXIT_FAIL  1
 #define TOOL_EXIT_USAGE 2
@@ -228,6 +230,16 @@ int job_save(const synth_spec *spec, const char *url, int nranks, int overwrite,
  * (described in out->message, one line per rank).
  */
 int job_load(const char *url, int nranks, const uint64_t *seed, const char *title, job_result *out);
+/*
+ * The same on the ranks that tc chooses (comm_select.h): with MPI, this
+ * process runs only its own rank of nranks (tc->size) and out describes that
+ * rank; the error object of a failed collective is the same on every process.
+ * tc NULL: threads, as job_save and job_load.
+ */
+int job_save_on(tool_comm *tc, const synth_spec *spec, const char *url, int nranks, int overwrite,
+                const char *title, job_result *out);
+int job_load_on(tool_comm *tc, const char *url, int nranks, const uint64_t *seed, const char *title,
+                job_result *out);
 /* Prints the failure of a job on stderr; returns the exit status. */
 int job_report(const char *what, const job_result *res);
 void job_result_clear(job_result *res);

@@ -139,6 +139,12 @@ static void slots_free(job *j)
 int job_save(const synth_spec *spec, const char *url, int nranks, int overwrite, const char *title,
              job_result *out)
 {
+	return job_save_on(NULL, spec, url, nranks, overwrite, title, out);
+}
+
+int job_save_on(tool_comm *tc, const synth_spec *spec, const char *url, int nranks, int overwrite,
+                const char *title, job_result *out)
+{
 	memset(out, 0, sizeof(*out));
 	job j = {spec, url, nranks, overwrite, NULL, NULL, calloc((size_t)nranks, sizeof(rank_slot))};
 	if (j.slots == NULL) {
@@ -149,7 +155,7 @@ int job_save(const synth_spec *spec, const char *url, int nranks, int overwrite,
 	progress prog;
 	progress_init(&prog, title, nranks, phases, 2);
 	j.prog = &prog;
-	int rc = dcp_run_ranks(nranks, save_rank, &j, NULL);
+	int rc = tool_comm_run(tc, nranks, save_rank, &j);
 	progress_finish(&prog);
 	if (rc != DCP_OK) {
 		snprintf(out->message, sizeof(out->message), "could not start %d rank threads: %s", nranks,
@@ -271,6 +277,12 @@ static int load_rank(dcp_comm *comm, int rank, void *arg)
 
 int job_load(const char *url, int nranks, const uint64_t *seed, const char *title, job_result *out)
 {
+	return job_load_on(NULL, url, nranks, seed, title, out);
+}
+
+int job_load_on(tool_comm *tc, const char *url, int nranks, const uint64_t *seed, const char *title,
+                job_result *out)
+{
 	memset(out, 0, sizeof(*out));
 	job j = {NULL, url, nranks, 0, seed, NULL, calloc((size_t)nranks, sizeof(rank_slot))};
 	if (j.slots == NULL) {
@@ -281,7 +293,7 @@ int job_load(const char *url, int nranks, const uint64_t *seed, const char *titl
 	progress prog;
 	progress_init(&prog, title, nranks, phases, 2);
 	j.prog = &prog;
-	int rc = dcp_run_ranks(nranks, load_rank, &j, NULL);
+	int rc = tool_comm_run(tc, nranks, load_rank, &j);
 	progress_finish(&prog);
 	if (rc != DCP_OK) {
 		snprintf(out->message, sizeof(out->message), "could not start %d rank threads: %s", nranks,
@@ -290,9 +302,10 @@ int job_load(const char *url, int nranks, const uint64_t *seed, const char *titl
 		return out->status = rc;
 	}
 	rc = combine(&j, out);
-	/* Keep rank 0's spec for the caller. */
-	out->spec = j.slots[0].spec;
-	memset(&j.slots[0].spec, 0, sizeof(j.slots[0].spec));
+	/* Keep the spec of this process's first rank for the caller. */
+	int first = tool_comm_first_rank(tc);
+	out->spec = j.slots[first].spec;
+	memset(&j.slots[first].spec, 0, sizeof(j.slots[first].spec));
 	slots_free(&j);
 	return rc;
 }
