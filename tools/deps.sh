@@ -10,9 +10,12 @@
 # tools/demo.sh, tools/test-all.sh and .ci/run.
 set -euo pipefail
 
-build_pkgs=(cmake make gcc libc6-dev pkg-config libcjson-dev libcriterion-dev libisal-dev libxxhash-dev)
+# libcurl and libxml2: the S3 plugin (built only when they are found; libdcp
+# itself never links them). libs3: an independent S3 client for the tests.
+build_pkgs=(cmake make gcc libc6-dev pkg-config libcjson-dev libcriterion-dev libisal-dev libxxhash-dev
+	libcurl4-openssl-dev libxml2-dev)
 # clang and its runtime: sanitizer and fuzzing builds with clang.
-test_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev binutils)
+test_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev binutils libs3-dev)
 
 usage() {
 	echo "usage: $0 build|test  or  $0 --list build|test" >&2

@@ -90,7 +90,7 @@ static const char *op_name(uint32_t op)
 /* The header of one transfer. Ranks of one job share the byte order. */
 typedef struct mc_hdr {
 	uint32_t magic;
-	uint32_t op;   /* enum mc_op */
+	uint32_t op; /* enum mc_op */
 	int32_t root;
 	int32_t status; /* DCP_OK, or the sender's failure (then len is 0) */
 	uint64_t seq;   /* the comm's collective number */
@@ -104,12 +104,12 @@ typedef struct mc_xfer {
 	int peer;
 	int send; /* 1: this rank sends; 0: it receives */
 	int state;
-	mc_hdr hdr;            /* send: what is sent; recv: what arrived */
-	MPI_Request hreq;      /* header */
-	unsigned char *data;   /* send: borrowed from the run's keep; recv: malloc'd */
+	mc_hdr hdr;          /* send: what is sent; recv: what arrived */
+	MPI_Request hreq;    /* header */
+	unsigned char *data; /* send: borrowed from the run's keep; recv: malloc'd */
 	uint64_t len;
 	size_t npieces, ndone;
-	MPI_Request *preq;     /* npieces requests */
+	MPI_Request *preq; /* npieces requests */
 } mc_xfer;
 
 /*
@@ -128,7 +128,7 @@ typedef struct mc_comm {
 	dcp_comm base; /* first: cast back from dcp_comm */
 	MPI_Comm comm; /* the duplicate, owned */
 	int rank, size;
-	double timeout; /* seconds without progress; 0: none */
+	double timeout;           /* seconds without progress; 0: none */
 	const char *timeout_from; /* where the timeout came from, for messages */
 	int from_option;          /* 1: dcp_mpi_options.timeout_s set it */
 	size_t piece;
@@ -433,7 +433,8 @@ static int run_wait(mc_comm *c, mc_run *r, uint32_t op, int root, int downstream
 		if (limit > 0 && mc_now() - last >= limit) {
 			char peers[200];
 			waiting_for(r, peers, sizeof(peers));
-			mc_err(c, "no progress for %g s waiting for rank(s) %s (the timeout, %g s, from %s%s)",
+			mc_err(c,
+			       "no progress for %g s waiting for rank(s) %s (the timeout, %g s, from %s%s)",
 			       limit, peers, c->timeout, c->timeout_from,
 			       c->from_option ? "" : "; set DCP_MPI_TIMEOUT=SECONDS to change it");
 			return DCP_ETIMEOUT;
@@ -614,9 +615,9 @@ static int step_gather(mc_comm *c, uint32_t op, int root, int status, const void
 
 /*
  * Broadcasts from root along a binomial tree. Root sends `status` and, if
- * DCP_OK, *buf (copied first; the root's *buf is left alone); the other ranks receive into *buf (malloc'd, {NULL,
- * 0} on failure) and relay it to their subtree. A failure is relayed too:
- * every rank returns the first failure on its path from the root, or its own.
+ * DCP_OK, *buf (copied first; the root's *buf is left alone); the other ranks receive into *buf (malloc'd,
+ * {NULL, 0} on failure) and relay it to their subtree. A failure is relayed too: every rank returns the first
+ * failure on its path from the root, or its own.
  */
 static int step_bcast(mc_comm *c, uint32_t op, int root, int status, dcp_buf *buf)
 {
@@ -683,8 +684,8 @@ static int step_bcast(mc_comm *c, uint32_t op, int root, int status, dcp_buf *bu
 			int sst = status == DCP_OK ? DCP_OK : peer_status(status);
 			for (int m = mask >> 1; m > 0 && src == DCP_OK; m >>= 1)
 				if (vr + m < n)
-					src = post_send(c, run_add(r, (vr + m + root) % n, 1), op, root, sst, payload,
-					                len);
+					src = post_send(c, run_add(r, (vr + m + root) % n, 1), op, root, sst,
+					                payload, len);
 			if (src == DCP_OK)
 				src = run_wait(c, r, op, root, 0);
 			if (src == DCP_OK && vr != 0)
@@ -952,7 +953,8 @@ static int mc_allgather(dcp_comm *self, const void *data, size_t len, dcp_buf *o
 	c->cur_op = MC_ALLGATHER_DOWN;
 	int down;
 	if (c->rank == 0)
-		down = step_bcast(c, MC_ALLGATHER_DOWN, 0, status == DCP_EINVAL ? DCP_ECOMM : status, &packed);
+		down = step_bcast(c, MC_ALLGATHER_DOWN, 0, status == DCP_EINVAL ? DCP_ECOMM : status,
+		                  &packed);
 	else
 		down = step_bcast(c, MC_ALLGATHER_DOWN, 0, DCP_OK, &packed);
 	if (bad) {
@@ -1088,10 +1090,11 @@ int dcp_comm_mpi_create(MPI_Comm comm, const dcp_mpi_options *opts, dcp_comm **o
 	if (opts == NULL)
 		opts = &defaults;
 	if (opts->version != DCP_MPI_OPTIONS_VERSION)
-		return msg_set(msg, msglen, DCP_EINVAL,
-		               "dcp_mpi_options.version is %u, this libdcp_mpi knows %u: initialise the options "
-		               "with DCP_MPI_OPTIONS_INIT",
-		               opts->version, DCP_MPI_OPTIONS_VERSION);
+		return msg_set(
+		        msg, msglen, DCP_EINVAL,
+		        "dcp_mpi_options.version is %u, this libdcp_mpi knows %u: initialise the options "
+		        "with DCP_MPI_OPTIONS_INIT",
+		        opts->version, DCP_MPI_OPTIONS_VERSION);
 	if (opts->piece_bytes > DCP_MPI_DEFAULT_PIECE_BYTES)
 		return msg_set(msg, msglen, DCP_EINVAL,
 		               "dcp_mpi_options.piece_bytes is %zu, more than 2^30: MPI counts are ints",

@@ -220,7 +220,8 @@ static int do_save(dcp_comm *mpi, const char *url, uint64_t seed, const char *lo
 	if (rc == DCP_OK && rank == 0)
 		rc = dcp_state_add_bytes(st, "meta", meta, strlen(meta));
 	if (rc != DCP_OK) {
-		fprintf(stderr, "process %d: describing the state failed: %s\n", rank, dcp_state_last_error(st));
+		fprintf(stderr, "process %d: describing the state failed: %s\n", rank,
+		        dcp_state_last_error(st));
 		return 1;
 	}
 
@@ -305,7 +306,8 @@ static int do_load(dcp_comm *comm, const char *url, uint64_t seed)
 	if (rc == DCP_OK)
 		rc = dcp_state_add_bytes(st, "meta", NULL, 0);
 	if (rc != DCP_OK) {
-		fprintf(stderr, "process %d: describing the state failed: %s\n", rank, dcp_state_last_error(st));
+		fprintf(stderr, "process %d: describing the state failed: %s\n", rank,
+		        dcp_state_last_error(st));
 		return 1;
 	}
 	dcp_error *err = NULL;
@@ -330,8 +332,8 @@ static int do_load(dcp_comm *comm, const char *url, uint64_t seed)
 		    memcmp(m, want, strlen(want)) != 0)
 			bad++;
 		if (bad > 0) {
-			fprintf(stderr, "process %d: %" PRIu64 " values differ from seed %" PRIu64 "\n", rank, bad,
-			        seed);
+			fprintf(stderr, "process %d: %" PRIu64 " values differ from seed %" PRIu64 "\n", rank,
+			        bad, seed);
 			ex = 1;
 		} else {
 			printf("process %d of %d: loaded and checked columns %" PRIu64 "..%" PRIu64
@@ -370,7 +372,7 @@ int main(int argc, char **argv)
 		return report(rank, size, 1);
 	}
 	int ex = strcmp(argv[1], "save") == 0 ? do_save(comm, argv[2], seed, argc == 6 ? argv[5] : NULL)
-	                                       : do_load(comm, argv[2], seed);
+	                                      : do_load(comm, argv[2], seed);
 	dcp_comm_free(comm);
 	MPI_Finalize();
 	return report(rank, size, ex);

@@ -49,10 +49,10 @@ static void fail(const char *fmt, ...)
 	g_failures++;
 }
 
-#define CHECK(cond, ...)                                                                                   \
-	do {                                                                                               \
-		if (!(cond))                                                                               \
-			fail(__VA_ARGS__);                                                                 \
+#define CHECK(cond, ...)                   \
+	do {                               \
+		if (!(cond))               \
+			fail(__VA_ARGS__); \
 	} while (0)
 
 static uint8_t pat(int src, int round, size_t i)
@@ -118,16 +118,16 @@ static void round_all(dcp_comm *c, int root, int round, const char *name)
 	      dcp_comm_mpi_last_error(c));
 	if (rc == DCP_OK && me == root)
 		for (int r = 0; r < n; r++)
-			CHECK(same(&out[r], msg_len(r, round), r, round), "%s gather: part of rank %d differs",
-			      name, r);
+			CHECK(same(&out[r], msg_len(r, round), r, round),
+			      "%s gather: part of rank %d differs", name, r);
 	dcp_bufs_release(out, (size_t)n);
 
 	rc = c->allgather(c, mine, len, out);
 	CHECK(rc == DCP_OK, "%s allgather round %d: %s (%s)", name, round, dcp_strerror(rc),
 	      dcp_comm_mpi_last_error(c));
 	for (int r = 0; r < n && rc == DCP_OK; r++)
-		CHECK(same(&out[r], msg_len(r, round), r, round), "%s allgather: part of rank %d differs", name,
-		      r);
+		CHECK(same(&out[r], msg_len(r, round), r, round), "%s allgather: part of rank %d differs",
+		      name, r);
 	dcp_bufs_release(out, (size_t)n);
 
 	/* scatter: part for rank r is the pattern of (r, round + 1). */
@@ -188,7 +188,8 @@ static void case_basic(void)
 		CHECK(dcp_comm_rank(c) == g_rank && dcp_comm_size(c) == size, "rank/size differ from MPI's");
 		for (int round = 0; round < 3; round++)
 			for (int root = 0; root < size; root++)
-				round_all(c, root, round * size + root, p == 0 ? "world" : "world/7-byte pieces");
+				round_all(c, root, round * size + root,
+				          p == 0 ? "world" : "world/7-byte pieces");
 		dcp_comm_free(c);
 	}
 	int flag = 1;
@@ -351,7 +352,8 @@ static void case_big(void)
 		b.len = len;
 	}
 	int rc = c->broadcast(c, 0, &b);
-	CHECK(rc == DCP_OK, "broadcast of %zu bytes: %s (%s)", len, dcp_strerror(rc), dcp_comm_mpi_last_error(c));
+	CHECK(rc == DCP_OK, "broadcast of %zu bytes: %s (%s)", len, dcp_strerror(rc),
+	      dcp_comm_mpi_last_error(c));
 	if (rc == DCP_OK && g_rank != 0)
 		CHECK(same(&b, len, 0, 3), "broadcast of %zu bytes: received %zu bytes, or they differ", len,
 		      b.len);

@@ -83,8 +83,15 @@ int cmd_load(int argc, char **argv)
 		dcp_error_free(err);
 		dcp_metadata_free(md);
 	}
+	/* With MPI: every process exits with the worst status; rank 0 prints
+	 * the totals of all. */
+	ex = tool_comm_agree_exit(&tc, ex);
+	res.bytes = tool_comm_sum(&tc, res.bytes);
+	res.elements = tool_comm_sum(&tc, res.elements);
 	if (ex == TOOL_EXIT_OK) {
-		if (json) {
+		if (!tool_comm_is_leader(&tc)) {
+			/* rank 0 prints the job's results */
+		} else if (json) {
 			ex = job_print_json("load", url, (int)ranks, &res);
 		} else {
 			char b[32], r[32];
@@ -101,5 +108,6 @@ int cmd_load(int argc, char **argv)
 	}
 	job_result_clear(&res);
 	free(url);
+	tool_comm_close(&tc);
 	return ex;
 }

@@ -43,8 +43,9 @@ static int open_mpi(const char *cmd, const char *ranks_opt, long long *nranks, t
 	MPI_Initialized(&inited);
 	if (!inited) {
 		if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-			fprintf(stderr, "dcp %s: MPI_Init_thread failed: start dcp with mpirun, or use --comm "
-			                "threads\n",
+			fprintf(stderr,
+			        "dcp %s: MPI_Init_thread failed: start dcp with mpirun, or use --comm "
+			        "threads\n",
 			        cmd);
 			return TOOL_EXIT_FAIL;
 		}
@@ -74,8 +75,9 @@ int tool_comm_open(const char *cmd, const char *comm_opt, const char *ranks_opt,
 		want_mpi = mpi_launch_var() != NULL;
 #ifndef DCP_HAVE_MPI
 		if (want_mpi)
-			fprintf(stderr, "dcp %s: warning: started by an MPI launcher (%s is set), but this dcp "
-			                "was built without MPI: this process runs its own %lld thread-ranks\n",
+			fprintf(stderr,
+			        "dcp %s: warning: started by an MPI launcher (%s is set), but this dcp "
+			        "was built without MPI: this process runs its own %lld thread-ranks\n",
 			        cmd, mpi_launch_var(), *nranks);
 		want_mpi = 0;
 #endif
@@ -199,8 +201,9 @@ void tool_comm_close(tool_comm *tc)
 	tc->comm = NULL;
 	if (tc->we_init) {
 		if (tc->comm_failed) {
-			fprintf(stderr, "dcp: process %d of %d: not finalising MPI after a failed collective "
-			                "(it would wait for the lost process); the launcher ends the job\n",
+			fprintf(stderr,
+			        "dcp: process %d of %d: not finalising MPI after a failed collective "
+			        "(it would wait for the lost process); the launcher ends the job\n",
 			        tc->rank, tc->size);
 		} else {
 			MPI_Finalize();

@@ -65,7 +65,10 @@ typedef struct dcp_mpi_options {
 	size_t piece_bytes;
 } dcp_mpi_options;
 #define DCP_MPI_OPTIONS_VERSION 1
-#define DCP_MPI_OPTIONS_INIT {DCP_MPI_OPTIONS_VERSION, -1.0, 0}
+#define DCP_MPI_OPTIONS_INIT                     \
+	{                                        \
+		DCP_MPI_OPTIONS_VERSION, -1.0, 0 \
+	}
 
 /*
  * A comm over the ranks of `comm` (any intracommunicator), which is
