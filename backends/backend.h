@@ -17,12 +17,20 @@
 #ifndef DCP_BACKEND_H
 #define DCP_BACKEND_H
 
+#include <stdatomic.h>
+
 #include "dcp/sys/storage.h"
 
 typedef struct dcp_backend dcp_backend;
 typedef struct dcp_backend_writer dcp_backend_writer;
 
 #define DCP_BACKEND_VERSION 1
+
+/* One buffer of an object written with write_iov. */
+typedef struct dcp_backend_iov {
+	const void *data;
+	uint64_t len;
+} dcp_backend_iov;
 
 typedef struct dcp_backend_ops {
 	unsigned version; /* DCP_BACKEND_VERSION */
@@ -61,6 +69,16 @@ typedef struct dcp_backend_ops {
 	const char *(*describe)(dcp_backend *b, const char *path, char *buf, size_t buflen);
 	/* Frees the backend. */
 	void (*destroy)(dcp_backend *b);
+	/* Optional (NULL: callers use the writer slots). Writes the object at
+	 * path from the concatenation of iov[0..n-1], whose total size the
+	 * backend knows from the start and whose buffers it may read in any
+	 * order, from any thread, until this returns (no copy needed); they stay
+	 * the caller's and must not change meanwhile. Same visibility as a
+	 * writer: the object appears only if this succeeds, and a failure leaves
+	 * no new object. stop (may be NULL): once nonzero, the backend may give
+	 * up early with DCP_EPEER (another object of the same save failed). */
+	int (*write_iov)(dcp_backend *b, const char *path, const dcp_backend_iov *iov, size_t n,
+	                 const atomic_int *stop, dcp_msg *msg);
 } dcp_backend_ops;
 
 /* Backends embed this as their first member. */

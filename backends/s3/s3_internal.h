@@ -6,7 +6,8 @@
  *   s3_request.c    one HTTP request on a pooled libcurl easy handle
  *   s3_retry.c      the retry loop, and S3 errors turned into messages
  *   s3_xml.c        S3's XML answers (libxml2)
- *   s3_multipart.c  the object writer: one PUT, or a parallel multipart upload
+ *   s3_multipart.c  object writes: one PUT, or a parallel multipart upload (from
+ *                   a writer's buffers, or straight from write_iov's)
  *   s3_backend.c    the dcp_backend slots
  */
 #ifndef DCP_S3_INTERNAL_H
@@ -64,8 +65,12 @@ typedef struct s3_req {
 	const char *query;  /* canonical query (sorted keys, "k=v" even when v is
 	                       empty, values encoded), or NULL */
 	int has_body;       /* send body (PUT, POST) */
-	const void *body;
+	const void *body;   /* body_len bytes; ignored when segs is set */
 	uint64_t body_len;
+	const dcp_backend_iov *segs; /* or: the body is body_len bytes from offset segs_off of
+	                                the concatenation of segs[0..nsegs-1] (borrowed) */
+	size_t nsegs;
+	uint64_t segs_off;
 	const char *content_type; /* NULL: none sent */
 	int has_range;            /* "Range: bytes=range_off-(range_off+range_len-1)" */
 	uint64_t range_off, range_len;
@@ -142,6 +147,10 @@ int s3_append(char **dst, size_t *len, const char *s);
 /* s3_multipart.c                                                           */
 /* ------------------------------------------------------------------------ */
 int s3_writer_open(dcp_backend *b, const char *path, dcp_backend_writer **out, dcp_msg *msg);
+/* The write_iov slot: one PUT up to cfg.multipart_threshold bytes, else a
+ * multipart upload whose parts are slices of iov, cfg.concurrency at a time. */
+int s3_write_iov(dcp_backend *b, const char *path, const dcp_backend_iov *iov, size_t n, const atomic_int *stop,
+                 dcp_msg *msg);
 int s3_writer_append(dcp_backend_writer *w, const void *data, uint64_t len, dcp_msg *msg);
 int s3_writer_close(dcp_backend_writer *w, dcp_msg *msg);
 void s3_writer_abort(dcp_backend_writer *w);

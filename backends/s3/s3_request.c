@@ -92,9 +92,25 @@ void s3_pool_clear(s3_backend *b)
 typedef struct xfer {
 	const s3_req *req;
 	s3_resp *resp;
-	uint64_t sent; /* upload cursor */
+	uint64_t sent;  /* upload cursor: bytes of the body sent */
+	size_t seg;     /* with req->segs: the segment at the cursor */
+	uint64_t inseg; /* and the offset in it */
 	int oom;
 } xfer;
+
+/* Puts the upload cursor at body offset pos (<= body_len). */
+static void body_seek(xfer *x, uint64_t pos)
+{
+	const s3_req *q = x->req;
+
+	x->sent = pos;
+	if (q->segs == NULL)
+		return;
+	pos += q->segs_off;
+	for (x->seg = 0; x->seg < q->nsegs && pos >= q->segs[x->seg].len; x->seg++)
+		pos -= q->segs[x->seg].len;
+	x->inseg = pos;
+}
 
 static int body_append(s3_resp *r, const char *data, size_t n, size_t cap, int *oom)
 {
@@ -158,18 +174,37 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* Copies the body into libcurl's upload buffer: the one copy of the bytes
+ * on their way out (from the caller's memory with segs). */
 static size_t on_read(char *buf, size_t size, size_t nmemb, void *arg)
 {
 	xfer *x = arg;
-	uint64_t left = x->req->body_len - x->sent;
-	size_t n = size * nmemb;
+	const s3_req *q = x->req;
+	uint64_t left = q->body_len - x->sent;
+	size_t n = size * nmemb, done = 0;
 
 	if (n > left)
 		n = (size_t)left;
-	if (n > 0)
-		memcpy(buf, (const char *)x->req->body + x->sent, n);
-	x->sent += n;
-	return n;
+	if (q->segs == NULL) {
+		if (n > 0)
+			memcpy(buf, (const char *)q->body + x->sent, n);
+		x->sent += n;
+		return n;
+	}
+	while (done < n && x->seg < q->nsegs) {
+		const dcp_backend_iov *g = &q->segs[x->seg];
+		uint64_t avail = g->len - x->inseg;
+		size_t k = n - done < avail ? n - done : (size_t)avail;
+		memcpy(buf + done, (const char *)g->data + x->inseg, k);
+		done += k;
+		x->inseg += k;
+		if (x->inseg == g->len) {
+			x->seg++;
+			x->inseg = 0;
+		}
+	}
+	x->sent += done;
+	return done;
 }
 
 static int on_seek(void *arg, curl_off_t offset, int origin)
@@ -178,7 +213,7 @@ static int on_seek(void *arg, curl_off_t offset, int origin)
 
 	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > x->req->body_len)
 		return CURL_SEEKFUNC_FAIL;
-	x->sent = (uint64_t)offset;
+	body_seek(x, (uint64_t)offset);
 	return CURL_SEEKFUNC_OK;
 }
 
@@ -311,6 +346,7 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	memset(&x, 0, sizeof(x));
 	x.req = req;
 	x.resp = resp;
+	body_seek(&x, 0);
 	errbuf[0] = '\0';
 
 	hdrs = add_header(hdrs,
@@ -322,6 +358,11 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 		         (unsigned long long)(req->range_off + req->range_len - 1));
 		hdrs = add_header(hdrs, line, &oom);
 	}
+	/* No "Expect: 100-continue" (libcurl adds it to bodies over 1 MiB): it
+	 * costs a round trip per request, and an S3 error answer ends the
+	 * transfer early anyway. */
+	if (req->has_body)
+		hdrs = add_header(hdrs, "Expect:", &oom);
 	if (req->content_type != NULL) {
 		snprintf(line, sizeof(line), "Content-Type: %s", req->content_type);
 		hdrs = add_header(hdrs, line, &oom);

@@ -251,4 +251,39 @@ run_consumer pkg-config-shared "$work/consumer-pc" 1
 	fail "linking libdcp.a with \$(pkg-config --static --libs dcp) failed: Libs.private is incomplete"
 run_consumer pkg-config-static "$work/consumer-pc-static" 0 DCP_PLUGIN_PATH="$libdir/dcp/plugins"
 
+# --- libdcp_mpi, where the build had MPI -------------------------------------
+# examples/standalone builds the MPI example against the install with
+# find_package(dcp COMPONENTS mpi) and with pkg-config dcp_mpi; each runs on
+# 2 processes under mpirun (if there is one) and saves to file://.
+if [ -f "$libdir/libdcp_mpi.so" ]; then
+	step "libdcp_mpi: files, and the MPI example built with CMake and with make + pkg-config"
+	for f in "$prefix/include/dcp/dcp_mpi.h" "$libdir/libdcp_mpi.a" "$libdir/pkgconfig/dcp_mpi.pc" \
+		"$libdir/cmake/dcp/dcpMpiTargets.cmake"; do
+		[ -f "$f" ] || fail "$f is not installed"
+	done
+	if readelf -d "$so" | grep -q 'NEEDED.*mpi'; then
+		fail "libdcp.so links MPI; only libdcp_mpi.so may"
+	fi
+	mkdir -p "$work/examples"
+	cp -r "$src_dir/examples/standalone" "$src_dir/examples/mpi_save_load.c" "$work/examples/"
+	cmake -S "$work/examples/standalone" -B "$work/ex-cmake" -DCMAKE_PREFIX_PATH="$prefix" >"$work/ex.log" 2>&1 &&
+		cmake --build "$work/ex-cmake" >>"$work/ex.log" 2>&1 || {
+		cat "$work/ex.log" >&2
+		fail "building examples/standalone with find_package(dcp COMPONENTS mpi) failed"
+	}
+	make -C "$work/examples/standalone" PKG_CONFIG_PATH="$libdir/pkgconfig" >>"$work/ex.log" 2>&1 || {
+		cat "$work/ex.log" >&2
+		fail "building examples/standalone with make and pkg-config dcp_mpi failed"
+	}
+	if command -v mpirun >/dev/null; then
+		for exe in "$work/ex-cmake/dcp-example-mpi" "$work/examples/standalone/dcp-example-mpi"; do
+			OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 10 120 \
+				mpirun --oversubscribe -np 2 "$exe" "file://$work/mpi-ckpt-$RANDOM" >"$work/ex-run.log" 2>&1 || {
+				cat "$work/ex-run.log" >&2
+				fail "$exe (built against the install) failed under mpirun -np 2"
+			}
+		done
+	fi
+fi
+
 step "ok: the install in a temporary prefix works with find_package(dcp) and pkg-config"

@@ -27,8 +27,8 @@
  * The surviving ranks rely on the MPI comm's timeout ($DCP_MPI_TIMEOUT).
  *
  * Output: on a failure every process prints the error's "rank R: STAGE:
- * message" lines (libdcp gives each rank the same error object), the MPI
- * comm's own diagnosis, and always a last line
+ * message" lines (libdcp gives each rank the same error object) and the MPI
+ * comm's own diagnosis; and always a line
  *   "process P of N: exit X"
  * that the test script counts. Exit status 0 ok, 1 failed, 2 usage.
  */
@@ -374,6 +374,9 @@ int main(int argc, char **argv)
 	int ex = strcmp(argv[1], "save") == 0 ? do_save(comm, argv[2], seed, argc == 6 ? argv[5] : NULL)
 	                                      : do_load(comm, argv[2], seed);
 	dcp_comm_free(comm);
+	/* Said before MPI_Finalize: once one process has exited non-zero,
+	 * mpirun may kill the others, but not before all have reached it. */
+	report(rank, size, ex);
 	MPI_Finalize();
-	return report(rank, size, ex);
+	return ex;
 }

@@ -43,20 +43,28 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/dcp-mpi-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
 
+# Messages go to fd 3, the script's own stderr, even from inside a
+# redirected call.
+exec 3>&2
 fail() {
-	echo "FAIL: $*" >&2
+	echo "FAIL: $*" >&3
 	failures=$((failures + 1))
 }
-step() { echo "== $*"; }
+step() { echo "== $*" >&3; }
 
 # mpi NP ARGS...: mpirun under the time limit; a hang is a failure. Returns
 # mpirun's status (124: it had to be stopped).
 mpi() {
 	local np=$1
 	shift
+	local t0=$SECONDS
 	timeout -k 10 "$limit" "$mpirun" --oversubscribe --bind-to none -np "$np" "$@"
 	local rc=$?
-	[ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "mpirun -np $np $* did not finish within $limit s (a hang)"
+	# 124: stopped by timeout; 137 after the limit: killed by it (mpirun
+	# itself exits 137 when a process of the job was killed).
+	if [ $rc -eq 124 ] || { [ $rc -eq 137 ] && [ $((SECONDS - t0)) -ge "$limit" ]; }; then
+		fail "mpirun -np $np $* did not finish within $limit s (a hang)"
+	fi
 	return $rc
 }
 
@@ -67,7 +75,8 @@ ranks_named() {
 
 # per_process OUTDIR NP WANT_EXIT WANT_RANKS [STAGE]: every process's exit
 # status line ("process P of NP: exit X" from the driver, "dcp-exit=X" from
-# the tool wrapper) and the ranks its error lines name.
+# the tool wrapper) and the ranks its error lines name (WANT_RANKS "any": not
+# checked).
 per_process() {
 	local out=$1 np=$2 want_exit=$3 want_ranks=$4 stage=${5:-} p f ex named
 	for ((p = 0; p < np; p++)); do
@@ -78,6 +87,7 @@ per_process() {
 		fi
 		ex=$(sed -n -e 's/^process [0-9]* of [0-9]*: exit \([0-9]*\).*/\1/p' -e 's/^dcp-exit=\([0-9]*\)$/\1/p' "$f/stdout" | tail -1)
 		[ "$ex" = "$want_exit" ] || fail "process $p exited '${ex:-?}', expected $want_exit ($(head -c 600 "$f/stderr"))"
+		[ "$want_ranks" = any ] && continue
 		named=$(ranks_named "$f/stderr")
 		[ "$named" = "$want_ranks" ] || fail "process $p names ranks '$named', expected '$want_ranks':
 $(cat "$f/stderr")"
@@ -89,6 +99,9 @@ $(cat "$f/stderr")"
 }
 
 ckpt=$bin/dcp-test-mpi-ckpt
+# How a survivor reports a lost peer: its own timeout, or the coordinator's
+# reply after the coordinator timed out gathering every rank's outcome.
+timeout_said="timed out\|no progress for\|could not gather every rank's outcome"
 need() { [ -x "$1" ] || { fail "$1 is not built (cmake --build $build)"; return 1; }; }
 
 case_comm() {
@@ -136,13 +149,21 @@ case_save_load() {
 	grep -q "values differ from seed 8" "$work/bad.out" || fail "the wrong-seed load did not say what differs"
 }
 
-# matrix_case save|load STAGE RANKS WANT
+# matrix_case save|load STAGE RANKS WANT: the failing ranks' lines name the
+# protocol's stage (write_data for write_data_async) and the injected one.
 matrix_case() {
 	local op=$1 stage=$2 ranks=$3 want=$4 out=$work/mx-$1-$2-${3//[*,]/_}
 	local url="faulty+file://$work/mx?fail.$stage=$ranks"
 	step "$op, fail.$stage=$ranks: every process exits 1 and names ranks $want"
-	mpi 4 --output-filename "$out" "$ckpt" "$op" "$url" $([ "$op" = save ] && echo 9 || echo 3) >/dev/null 2>&1
-	per_process "$out" 4 1 "$want" "$stage"
+	mpi 4 --mca orte_abort_on_non_zero_status 0 --output-filename "$out" \
+		"$ckpt" "$op" "$url" $([ "$op" = save ] && echo 9 || echo 3) >/dev/null 2>&1
+	per_process "$out" 4 1 "$want" "${stage%_async}"
+	local p
+	for ((p = 0; p < 4; p++)); do
+		if grep '^rank [0-9]*: ' "$out/1/rank.$p/stderr" | grep -qv "injected failure at $stage on rank"; then
+			fail "process $p: a line is not the injected failure at $stage: $(cat "$out/1/rank.$p/stderr")"
+		fi
+	done
 }
 
 case_failure_matrix() {
@@ -190,7 +211,7 @@ case_lost_rank() {
 			grep -q "^process $p of 4: exit 1" "$f/stdout" || fail "process $p did not exit 1: $(cat "$f/stdout" "$f/stderr")"
 			[ "$p" = "$lost" ] && continue
 			grep -q "^dcp_save failed: " "$f/stderr" || fail "process $p: no failed save: $(cat "$f/stderr")"
-			grep -q "timed out\|no progress for" "$f/stderr" ||
+			grep -q "$timeout_said" "$f/stderr" ||
 				fail "process $p: the failure does not say that a peer timed out: $(cat "$f/stderr")"
 		done
 	done
@@ -219,7 +240,7 @@ case_killed_rank() {
 	for p in 0 1 3; do
 		local f=$work/k2/1/rank.$p
 		grep -q "^process $p of 4: exit 1" "$f/stdout" || fail "survivor $p did not exit 1: $(cat "$f/stdout" "$f/stderr")"
-		grep -q "timed out\|no progress for" "$f/stderr" || fail "survivor $p: no timeout reported: $(cat "$f/stderr")"
+		grep -q "$timeout_said" "$f/stderr" || fail "survivor $p: no timeout reported: $(cat "$f/stderr")"
 	done
 	step "the previous checkpoint (seed 1) loads on 3 processes"
 	mpi 3 "$ckpt" load "$url" 1 >"$work/k-after.out" 2>&1 ||
@@ -227,11 +248,12 @@ case_killed_rank() {
 }
 
 # dcp_each OUTDIR NP ARGS...: the dcp tool on NP processes, each printing
-# its exit status as "dcp-exit=X".
+# its exit status as "dcp-exit=X" (mpirun told not to end the job when the
+# first process exits non-zero, so that every process gets to say it).
 dcp_each() {
 	local out=$1 np=$2
 	shift 2
-	mpi "$np" --output-filename "$out" sh -c '"$@"; rc=$?; echo "dcp-exit=$rc"; exit $rc' sh "$bin/dcp" "$@" >/dev/null 2>&1
+	mpi "$np" --mca orte_abort_on_non_zero_status 0 --output-filename "$out" sh -c '"$@"; rc=$?; echo "dcp-exit=$rc"; exit $rc' sh "$bin/dcp" "$@" >/dev/null 2>&1
 }
 
 case_tool() {
@@ -253,7 +275,7 @@ case_tool() {
 	done
 	step "dcp load --seed 6 (wrong values): every process exits 1"
 	dcp_each "$work/tseed" 3 load --seed 6 "$url"
-	per_process "$work/tseed" 3 1 ""
+	per_process "$work/tseed" 3 1 any
 	step "--ranks 2 with --comm mpi is a usage error on every process"
 	dcp_each "$work/tranks" 2 save --comm mpi --ranks 2 "$url"
 	per_process "$work/tranks" 2 2 ""

@@ -1,0 +1,268 @@
+#!/bin/bash
+# S3 save/load throughput of libdcp against plain curl, on the same s3rver, in
+# the same run (see bench/s3/README.md). A benchmark, not a test: it prints
+# figures and fails only when something does not work.
+#
+# Usage: bench/s3/run.sh [--dcp PATH[=LABEL]]... [--reps N] [--warmup N]
+#                        [--size SIZE] [--ranks N] [--query Q] [--out FILE]
+#
+#   --dcp PATH[=LABEL]  a dcp binary to measure (repeatable: several builds are
+#                       measured interleaved in the same run, e.g. before and
+#                       after a change). Default: $DCP, else build/bin/dcp.
+#   --reps N            measured repetitions (default 7)
+#   --warmup N          unmeasured repetitions first (default 1)
+#   --size SIZE         checkpoint size for dcp save --size (default 256M)
+#   --ranks N           ranks of dcp save and dcp load (default 4)
+#   --query Q           query appended to the dcp URL, e.g. "part_size=16M"
+#   --out FILE          also write the table to FILE
+#
+# It starts s3rver through tests/s3/with-s3rver.sh (node and the npm package
+# pinned in tests/s3/package-lock.json), saves a file:// checkpoint of the
+# same size with the first dcp to get the bytes curl moves (its data files),
+# then runs, in every repetition and in a rotating order:
+#   dcp save  --ranks N --size SIZE --json s3://BUCKET/bench/LABEL[?Q]
+#   dcp load  --ranks N --json             the same URL
+#   curl PUT of each data file, one after the other (one curl per file)
+#   curl PUT of all data files at once (one curl --parallel)
+#   curl GET of each data file, one after the other, into files
+#   curl GET of all data files at once (curl --parallel), into files
+# The curl requests are signed like the plugin's (--aws-sigv4, the same
+# credentials, UNSIGNED-PAYLOAD); the credentials go to curl through a config
+# file of mode 600, never on a command line or in the output. Throughput:
+# dcp's own "bytes / seconds" from --json (the dcp_save / dcp_load call), and
+# for curl the data files' bytes over the wall time of the curl command(s).
+# The baseline is the better median of curl single and curl parallel; the
+# ratio is median(dcp) / baseline. The issue's aim is at least 0.9.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+if [ -z "${DCP_BENCH_S3_INNER:-}" ]; then
+	command -v curl >/dev/null || {
+		echo "bench/s3/run.sh: curl is not installed" >&2
+		exit 1
+	}
+	DCP_BENCH_S3_INNER=1 exec "$root/tests/s3/with-s3rver.sh" "$0" "$@"
+fi
+
+die() {
+	echo "bench/s3/run.sh: $*" >&2
+	exit 1
+}
+
+dcps=()
+labels=()
+reps=7
+warmup=1
+size=256M
+ranks=4
+query=
+out=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--dcp)
+		[ $# -ge 2 ] || die "--dcp needs a path"
+		p=${2%%=*}
+		l=${2#*=}
+		[ "$l" != "$2" ] || l=
+		dcps+=("$p")
+		labels+=("$l")
+		shift 2
+		;;
+	--reps) reps=$2; shift 2 ;;
+	--warmup) warmup=$2; shift 2 ;;
+	--size) size=$2; shift 2 ;;
+	--ranks) ranks=$2; shift 2 ;;
+	--query) query=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	-h | --help)
+		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	*) die "unknown argument '$1' (see --help)" ;;
+	esac
+done
+if [ ${#dcps[@]} -eq 0 ]; then
+	dcps=("${DCP:-$root/build/bin/dcp}")
+	labels=("")
+fi
+for i in "${!dcps[@]}"; do
+	[ -x "${dcps[$i]}" ] || die "${dcps[$i]} is not an executable dcp (build it, or give --dcp PATH)"
+	[ -n "${labels[$i]}" ] || labels[$i]=dcp$((i + 1))
+done
+case $reps$warmup$ranks in *[!0-9]*) die "--reps, --warmup and --ranks take numbers" ;; esac
+[ "$reps" -ge 1 ] || die "--reps must be at least 1"
+
+bucket=$DCP_S3_TEST_BUCKET
+ep=$AWS_ENDPOINT_URL_S3
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcp-bench-s3.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# Credentials for curl, out of sight of ps and of the output.
+umask 077
+{
+	echo "user = \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\""
+	echo "aws-sigv4 = \"aws:amz:${AWS_REGION:-us-east-1}:s3\""
+	echo 'header = "x-amz-content-sha256: UNSIGNED-PAYLOAD"'
+	echo "silent"
+	echo "show-error"
+	echo "fail"
+} >"$tmp/curl.conf"
+umask 022
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+json_num() { sed -n "s/.*\"$1\":[[:space:]]*\([0-9.eE+-]*\).*/\1/p" | head -n 1; }
+
+# The bytes curl moves: the data files of the same checkpoint on file://.
+"${dcps[0]}" save --ranks "$ranks" --size "$size" "file://$tmp/ref" >/dev/null ||
+	die "dcp save to file://$tmp/ref failed"
+files=()
+for f in "$tmp/ref"/__*.distcp; do
+	files+=("$f")
+done
+[ -f "${files[0]}" ] || die "no data files in $tmp/ref"
+nfiles=${#files[@]}
+curl_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { printf "%d", s }')
+mkdir "$tmp/dl-single" "$tmp/dl-parallel"
+
+results=$tmp/results # lines: rep name bytes seconds
+
+dcp_url() {
+	if [ -n "$query" ]; then
+		echo "s3://$bucket/bench/$1?$query"
+	else
+		echo "s3://$bucket/bench/$1"
+	fi
+}
+
+run_dcp() { # rep op index
+	local rep=$1 op=$2 i=$3 json bytes secs
+	local args=(--ranks "$ranks" --json)
+	[ "$op" = load ] || args+=(--size "$size")
+	json=$("${dcps[$i]}" "$op" "${args[@]}" "$(dcp_url "${labels[$i]}")") ||
+		die "${labels[$i]}: dcp $op failed"
+	bytes=$(echo "$json" | json_num bytes)
+	secs=$(echo "$json" | json_num seconds)
+	[ -n "$bytes" ] && [ -n "$secs" ] || die "${labels[$i]}: dcp $op --json printed no bytes/seconds"
+	echo "$rep ${labels[$i]}-$op $bytes $secs" >>"$results"
+}
+
+put_single() {
+	local f
+	for f in "${files[@]}"; do
+		curl -K "$tmp/curl.conf" -o /dev/null -T "$f" "$ep/$bucket/bench/curl-single/${f##*/}" || return 1
+	done
+}
+
+put_parallel() {
+	local f a=()
+	for f in "${files[@]}"; do
+		a+=(-o /dev/null -T "$f" "$ep/$bucket/bench/curl-parallel/${f##*/}")
+	done
+	curl -K "$tmp/curl.conf" --parallel --parallel-max "$nfiles" "${a[@]}"
+}
+
+get_single() {
+	local f
+	for f in "${files[@]}"; do
+		curl -K "$tmp/curl.conf" -o "$tmp/dl-single/${f##*/}" "$ep/$bucket/bench/curl-single/${f##*/}" ||
+			return 1
+	done
+}
+
+get_parallel() {
+	local f a=()
+	for f in "${files[@]}"; do
+		a+=(-o "$tmp/dl-parallel/${f##*/}" "$ep/$bucket/bench/curl-parallel/${f##*/}")
+	done
+	curl -K "$tmp/curl.conf" --parallel --parallel-max "$nfiles" "${a[@]}"
+}
+
+run_curl() { # rep name function
+	local t0 t1
+	t0=$(now)
+	"$3" || die "$2 failed"
+	t1=$(now)
+	echo "$1 $2 $curl_bytes $(elapsed "$t0" "$t1")" >>"$results"
+}
+
+check_downloads() {
+	local f d
+	for f in "${files[@]}"; do
+		for d in dl-single dl-parallel; do
+			cmp -s "$f" "$tmp/$d/${f##*/}" || die "curl downloaded ${f##*/} ($d) with other bytes"
+		done
+	done
+}
+
+# One repetition: every saver, then every loader, in an order that rotates
+# with the repetition so that no contender always goes first or last.
+one_rep() { # rep
+	local rep=$1 n i k savers=() loaders=()
+	for i in "${!dcps[@]}"; do
+		savers+=("dcp $i")
+	done
+	savers+=("curl put-single" "curl put-parallel")
+	n=${#savers[@]}
+	for ((k = 0; k < n; k++)); do
+		set -- ${savers[$(((k + rep) % n))]}
+		if [ "$1" = dcp ]; then run_dcp "$rep" save "$2"; else run_curl "$rep" "curl-$2" "${2/-/_}"; fi
+	done
+	for ((k = 0; k < n; k++)); do
+		set -- ${savers[$(((k + rep + 1) % n))]}
+		case $1:$2 in
+		dcp:*) run_dcp "$rep" load "$2" ;;
+		curl:put-single) run_curl "$rep" curl-get-single get_single ;;
+		curl:put-parallel) run_curl "$rep" curl-get-parallel get_parallel ;;
+		esac
+	done
+}
+
+echo "bench/s3: ${labels[*]} vs curl; $reps reps (+$warmup warm-up), --ranks $ranks --size $size," \
+	"$nfiles data files of $curl_bytes bytes in all; query '${query}'" >&2
+for ((r = 1; r <= warmup; r++)); do
+	one_rep "$((-r))"
+	check_downloads
+done
+: >"$results"
+for ((r = 1; r <= reps; r++)); do
+	one_rep "$r"
+	[ "$r" -gt 1 ] || check_downloads
+	echo "  rep $r/$reps done" >&2
+done
+
+# The table: MiB/s per contender (median, min, max), then the ratios.
+report() {
+	echo "S3 throughput against s3rver $(node -e "console.log(require('$root/tests/s3/node_modules/s3rver/package.json').version)" 2>/dev/null) at $ep, $(nproc) CPUs, $(curl --version | head -n 1 | cut -d' ' -f1-2)"
+	echo "dcp: --ranks $ranks --size $size${query:+, query $query}; curl: $nfiles files, $curl_bytes bytes; $reps interleaved reps"
+	awk -v labels="${labels[*]}" '
+	{ mibs = $3 / $4 / 1048576; v[$2] = v[$2] " " mibs; n[$2]++ }
+	function stats(name,   a, k, i, j, t) {
+		k = split(substr(v[name], 2), a, " ")
+		for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+		med[name] = k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+		lo[name] = a[1]; hi[name] = a[k]
+		printf "%-24s %10.1f %10.1f %10.1f %5d\n", name, med[name], lo[name], hi[name], k
+	}
+	END {
+		printf "%-24s %10s %10s %10s %5s\n", "MiB/s", "median", "min", "max", "reps"
+		nl = split(labels, L, " ")
+		for (i = 1; i <= nl; i++) stats(L[i] "-save")
+		stats("curl-put-single"); stats("curl-put-parallel")
+		for (i = 1; i <= nl; i++) stats(L[i] "-load")
+		stats("curl-get-single"); stats("curl-get-parallel")
+		bs = med["curl-put-single"] > med["curl-put-parallel"] ? med["curl-put-single"] : med["curl-put-parallel"]
+		bl = med["curl-get-single"] > med["curl-get-parallel"] ? med["curl-get-single"] : med["curl-get-parallel"]
+		printf "baseline (better curl median): put %.1f MiB/s, get %.1f MiB/s\n", bs, bl
+		for (i = 1; i <= nl; i++)
+			printf "ratio %s/curl: save %.2f  load %.2f   (aim: at least 0.9)\n", L[i], med[L[i] "-save"] / bs, med[L[i] "-load"] / bl
+	}' "$results"
+}
+if [ -n "$out" ]; then
+	report | tee "$out"
+	cp "$results" "$out.raw"
+else
+	report
+fi
