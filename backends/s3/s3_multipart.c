@@ -101,37 +101,38 @@ static void fail_locked(s3_writer *w, int rc, const dcp_msg *m)
 	pthread_cond_broadcast(&w->cond);
 }
 
-static int upload_part(s3_writer *w, s3_part *p, dcp_msg *msg)
+/*
+ * UploadPart `number` of upload_id: req carries the body (body or segs), the
+ * rest is filled here. *etag: malloc'd. cancel: as s3_req's.
+ */
+static int send_part(s3_backend *b, const char *key, const char *upload_id, int number, s3_req *req,
+                     const atomic_int *cancel, char **etag, dcp_msg *msg)
 {
-	s3_backend *b = w->b;
-	s3_req req = {0};
 	s3_resp resp = {0};
-	char *query = dcp_asprintf("partNumber=%d&uploadId=", p->number);
+	char *query = dcp_asprintf("partNumber=%d&uploadId=", number);
 	int rc;
 
-	if (query == NULL || s3_append_encoded(&query, w->upload_id, 0) != 0) {
+	*etag = NULL;
+	if (query == NULL || s3_append_encoded(&query, upload_id, 0) != 0) {
 		free(query);
-		dcp_msgf(msg, "out of memory uploading part %d of %s", p->number, w->key);
+		dcp_msgf(msg, "out of memory uploading part %d of %s", number, key);
 		return DCP_ENOMEM;
 	}
-	req.method = "PUT";
-	req.op = "UploadPart";
-	req.key = w->key;
-	req.query = query;
-	req.has_body = 1;
-	req.body = p->buf;
-	req.body_len = p->len;
-	req.cancel = &w->cancel;
-	rc = s3_execute(b, &req, NULL, &resp, msg);
+	req->method = "PUT";
+	req->op = "UploadPart";
+	req->key = key;
+	req->query = query;
+	req->has_body = 1;
+	req->cancel = cancel;
+	rc = s3_execute(b, req, NULL, &resp, msg);
 	if (rc == DCP_OK) {
 		if (resp.etag[0] == '\0') {
 			char where[DCP_S3_MAX_KEY + 80];
-			dcp_msgf(msg, "UploadPart %d of %s: the answer (HTTP %ld from %s) has no ETag",
-			         p->number, s3_describe_key(b, w->key, where, sizeof(where)), resp.status,
-			         b->endpoint_shown);
+			dcp_msgf(msg, "UploadPart %d of %s: the answer (HTTP %ld from %s) has no ETag", number,
+			         s3_describe_key(b, key, where, sizeof(where)), resp.status, b->endpoint_shown);
 			rc = DCP_EIO;
-		} else if ((w->etags[p->number - 1] = dcp_strdup(resp.etag)) == NULL) {
-			dcp_msgf(msg, "out of memory uploading part %d of %s", p->number, w->key);
+		} else if ((*etag = dcp_strdup(resp.etag)) == NULL) {
+			dcp_msgf(msg, "out of memory uploading part %d of %s", number, key);
 			rc = DCP_ENOMEM;
 		} else {
 			atomic_fetch_add(&b->n_parts, 1);
@@ -139,7 +140,18 @@ static int upload_part(s3_writer *w, s3_part *p, dcp_msg *msg)
 	}
 	s3_resp_free(&resp);
 	free(query);
+	req->query = NULL;
 	return rc;
+}
+
+static int upload_part(s3_writer *w, s3_part *p, dcp_msg *msg)
+{
+	s3_req req = {0};
+
+	req.body = p->buf;
+	req.body_len = p->len;
+	return send_part(w->b, w->key, w->upload_id, p->number, &req, &w->cancel, &w->etags[p->number - 1],
+	                 msg);
 }
 
 static void *part_thread(void *arg)
@@ -178,18 +190,17 @@ static void *part_thread(void *arg)
 	return NULL;
 }
 
-/* CreateMultipartUpload and the part threads. */
-static int start_upload(s3_writer *w, dcp_msg *msg)
+/* CreateMultipartUpload of key: *upload_id malloc'd. */
+static int create_upload(s3_backend *b, const char *key, char **upload_id, dcp_msg *msg)
 {
-	s3_backend *b = w->b;
 	s3_req req = {0};
 	s3_resp resp = {0};
 	char where[DCP_S3_MAX_KEY + 80];
-	int rc, i;
+	int rc;
 
 	req.method = "POST";
 	req.op = "CreateMultipartUpload";
-	req.key = w->key;
+	req.key = key;
 	req.query = "uploads=";
 	req.has_body = 1;
 	req.body = "";
@@ -198,19 +209,29 @@ static int start_upload(s3_writer *w, dcp_msg *msg)
 	req.want_body = 1;
 	rc = s3_execute(b, &req, NULL, &resp, msg);
 	if (rc == DCP_OK) {
-		rc = s3_xml_upload_id(resp.body, resp.body_len, &w->upload_id);
+		rc = s3_xml_upload_id(resp.body, resp.body_len, upload_id);
 		if (rc == DCP_EIO)
 			dcp_msgf(msg,
 			         "CreateMultipartUpload %s: the answer (HTTP %ld from %s) has no UploadId",
-			         s3_describe_key(b, w->key, where, sizeof(where)), resp.status,
-			         b->endpoint_shown);
+			         s3_describe_key(b, key, where, sizeof(where)), resp.status, b->endpoint_shown);
 		else if (rc == DCP_ENOMEM)
-			dcp_msgf(msg, "out of memory starting a multipart upload of %s", w->key);
+			dcp_msgf(msg, "out of memory starting a multipart upload of %s", key);
 	}
 	s3_resp_free(&resp);
+	if (rc == DCP_OK)
+		atomic_fetch_add(&b->n_multipart, 1);
+	return rc;
+}
+
+/* CreateMultipartUpload and the part threads. */
+static int start_upload(s3_writer *w, dcp_msg *msg)
+{
+	s3_backend *b = w->b;
+	int rc, i;
+
+	rc = create_upload(b, w->key, &w->upload_id, msg);
 	if (rc != DCP_OK)
 		return rc;
-	atomic_fetch_add(&b->n_multipart, 1);
 	w->etags = calloc(DCP_S3_MAX_PARTS, sizeof(*w->etags));
 	w->threads = calloc((size_t)b->cfg.concurrency, sizeof(*w->threads));
 	if (w->etags == NULL || w->threads == NULL || pthread_mutex_init(&w->lock, NULL) != 0) {
@@ -351,22 +372,21 @@ static void join_parts(s3_writer *w)
  * DCP_EUNSUPPORTED when the server answers 405/501, else the failure; msg
  * says which.
  */
-static int abort_upload(s3_writer *w, dcp_msg *msg)
+static int abort_key(s3_backend *b, const char *key, const char *upload_id, dcp_msg *msg)
 {
-	s3_backend *b = w->b;
 	s3_req req = {0};
 	s3_resp resp = {0};
 	static const long ok[] = {404, 405, 501, 0};
 	char *query = dcp_strdup("uploadId=");
 	int rc;
 
-	if (query == NULL || s3_append_encoded(&query, w->upload_id, 0) != 0) {
-		dcp_msgf(msg, "out of memory aborting the multipart upload of %s", w->key);
+	if (query == NULL || s3_append_encoded(&query, upload_id, 0) != 0) {
+		dcp_msgf(msg, "out of memory aborting the multipart upload of %s", key);
 		return DCP_ENOMEM;
 	}
 	req.method = "DELETE";
 	req.op = "AbortMultipartUpload";
-	req.key = w->key;
+	req.key = key;
 	req.query = query;
 	atomic_fetch_add(&b->n_aborts, 1);
 	rc = s3_execute(b, &req, ok, &resp, msg);
@@ -384,20 +404,15 @@ static int abort_upload(s3_writer *w, dcp_msg *msg)
 	return rc;
 }
 
-/* Cancels, joins and aborts the upload; appends what happened to the abort
- * to msg (when msg is not NULL). */
-static void cancel_upload(s3_writer *w, dcp_msg *msg)
+/* Aborts upload_id of key and appends what became of it to msg (when msg is
+ * not NULL): nothing if it was aborted, else why not. */
+static void abort_and_tell(s3_backend *b, const char *key, const char *upload_id, dcp_msg *msg)
 {
 	dcp_msg am;
 	int rc;
 
-	atomic_store(&w->cancel, 1);
-	join_parts(w);
-	if (w->upload_id == NULL || w->aborted)
-		return;
-	w->aborted = 1;
 	am.text[0] = '\0';
-	rc = abort_upload(w, &am);
+	rc = abort_key(b, key, upload_id, &am);
 	if (msg != NULL && rc == DCP_EUNSUPPORTED) {
 		size_t n = strlen(msg->text);
 		snprintf(msg->text + n, sizeof(msg->text) - n, "; %s", am.text);
@@ -406,6 +421,18 @@ static void cancel_upload(s3_writer *w, dcp_msg *msg)
 		snprintf(msg->text + n, sizeof(msg->text) - n,
 		         "; aborting the multipart upload failed too: %s", am.text);
 	}
+}
+
+/* Cancels, joins and aborts the upload; appends what happened to the abort
+ * to msg (when msg is not NULL). */
+static void cancel_upload(s3_writer *w, dcp_msg *msg)
+{
+	atomic_store(&w->cancel, 1);
+	join_parts(w);
+	if (w->upload_id == NULL || w->aborted)
+		return;
+	w->aborted = 1;
+	abort_and_tell(w->b, w->key, w->upload_id, msg);
 }
 
 static void writer_free(s3_writer *w)
@@ -436,53 +463,62 @@ static void writer_free(s3_writer *w)
 	free(w);
 }
 
-static int put_single(s3_writer *w, dcp_msg *msg)
+/* PutObject of key; req carries the body (body or segs), the rest is filled
+ * here. */
+static int put_object(s3_backend *b, const char *key, s3_req *req, const atomic_int *cancel, dcp_msg *msg)
 {
-	s3_req req = {0};
 	s3_resp resp = {0};
 	int rc;
 
-	req.method = "PUT";
-	req.op = "PutObject";
-	req.key = w->key;
-	req.has_body = 1;
-	req.body = w->cur != NULL ? w->cur->buf : "";
-	req.body_len = w->cur != NULL ? w->cur->len : 0;
-	req.content_type = "application/octet-stream";
-	rc = s3_execute(w->b, &req, NULL, &resp, msg);
+	req->method = "PUT";
+	req->op = "PutObject";
+	req->key = key;
+	req->has_body = 1;
+	req->content_type = "application/octet-stream";
+	req->cancel = cancel;
+	rc = s3_execute(b, req, NULL, &resp, msg);
 	if (rc == DCP_OK)
-		atomic_fetch_add(&w->b->n_single_puts, 1);
+		atomic_fetch_add(&b->n_single_puts, 1);
 	s3_resp_free(&resp);
 	return rc;
 }
 
-static int complete_upload(s3_writer *w, dcp_msg *msg)
+static int put_single(s3_writer *w, dcp_msg *msg)
 {
-	s3_backend *b = w->b;
+	s3_req req = {0};
+
+	req.body = w->cur != NULL ? w->cur->buf : "";
+	req.body_len = w->cur != NULL ? w->cur->len : 0;
+	return put_object(w->b, w->key, &req, NULL, msg);
+}
+
+/* CompleteMultipartUpload of upload_id with parts 1..nparts. */
+static int complete_key(s3_backend *b, const char *key, const char *upload_id, char *const *etags, int nparts,
+                        dcp_msg *msg)
+{
 	s3_req req = {0};
 	s3_resp resp = {0};
 	char *body = NULL, *query = dcp_strdup("uploadId=");
 	size_t len = 0;
 	char num[48], code[96], message[400], where[DCP_S3_MAX_KEY + 80];
-	int i, rc, bad = query == NULL || s3_append_encoded(&query, w->upload_id, 0) != 0;
+	int i, rc, bad = query == NULL || s3_append_encoded(&query, upload_id, 0) != 0;
 
 	bad = bad || s3_append(&body, &len, "<CompleteMultipartUpload>") != 0;
-	for (i = 0; i < w->nparts && !bad; i++) {
+	for (i = 0; i < nparts && !bad; i++) {
 		snprintf(num, sizeof(num), "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
-		bad = s3_append(&body, &len, num) != 0 ||
-		      s3_xml_append_escaped(&body, &len, w->etags[i]) != 0 ||
+		bad = s3_append(&body, &len, num) != 0 || s3_xml_append_escaped(&body, &len, etags[i]) != 0 ||
 		      s3_append(&body, &len, "</ETag></Part>") != 0;
 	}
 	bad = bad || s3_append(&body, &len, "</CompleteMultipartUpload>") != 0;
 	if (bad) {
 		free(body);
 		free(query);
-		dcp_msgf(msg, "out of memory completing the multipart upload of %s", w->key);
+		dcp_msgf(msg, "out of memory completing the multipart upload of %s", key);
 		return DCP_ENOMEM;
 	}
 	req.method = "POST";
 	req.op = "CompleteMultipartUpload";
-	req.key = w->key;
+	req.key = key;
 	req.query = query;
 	req.has_body = 1;
 	req.body = body;
@@ -494,7 +530,7 @@ static int complete_upload(s3_writer *w, dcp_msg *msg)
 	if (rc == DCP_OK &&
 	    s3_xml_error(resp.body, resp.body_len, code, sizeof(code), message, sizeof(message))) {
 		dcp_msgf(msg, "CompleteMultipartUpload %s failed: %s: %s (HTTP %ld from %s)",
-		         s3_describe_key(b, w->key, where, sizeof(where)), code, message, resp.status,
+		         s3_describe_key(b, key, where, sizeof(where)), code, message, resp.status,
 		         b->endpoint_shown);
 		rc = DCP_EIO;
 	}
@@ -502,6 +538,11 @@ static int complete_upload(s3_writer *w, dcp_msg *msg)
 	free(body);
 	free(query);
 	return rc;
+}
+
+static int complete_upload(s3_writer *w, dcp_msg *msg)
+{
+	return complete_key(w->b, w->key, w->upload_id, w->etags, w->nparts, msg);
 }
 
 int s3_writer_close(dcp_backend_writer *base, dcp_msg *msg)
@@ -549,4 +590,181 @@ void s3_writer_abort(dcp_backend_writer *base)
 	if (w->upload_id != NULL)
 		cancel_upload(w, NULL);
 	writer_free(w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* write_iov: the object's size is known and its bytes stay in the caller's  */
+/* buffers until the call returns, so they are sent from there: one PUT, or */
+/* parts that are slices of the buffers, with no part buffers and no copy.  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct iov_upload {
+	s3_backend *b;
+	char *key;       /* owned */
+	char *upload_id; /* owned */
+	const dcp_backend_iov *iov;
+	size_t n;
+	uint64_t total, part_size;
+	int nparts;
+	char **etags;           /* [nparts] */
+	atomic_int next;        /* next part index to send */
+	atomic_int in_flight;   /* parts being sent */
+	atomic_int cancel;      /* set on the first failure */
+	const atomic_int *stop; /* the caller's; may be NULL */
+	pthread_mutex_t lock;   /* guards status and msg */
+	int status;
+	dcp_msg msg;
+} iov_upload;
+
+static void iov_fail(iov_upload *u, int rc, const dcp_msg *m)
+{
+	pthread_mutex_lock(&u->lock);
+	if (u->status == DCP_OK) {
+		u->status = rc;
+		u->msg = *m;
+	}
+	pthread_mutex_unlock(&u->lock);
+	atomic_store(&u->cancel, 1);
+}
+
+/* Runs on up to cfg.concurrency threads (the caller's among them): sends
+ * parts until none is left or one failed. */
+static void *iov_part_thread(void *arg)
+{
+	iov_upload *u = arg;
+	dcp_msg m;
+
+	while (!atomic_load(&u->cancel)) {
+		s3_req req = {0};
+		uint64_t off;
+		int k, rc;
+		if (u->stop != NULL && atomic_load(u->stop)) {
+			dcp_msgf(&m, "the upload of %s stopped because another object of the save failed",
+			         u->key);
+			iov_fail(u, DCP_EPEER, &m);
+			break;
+		}
+		k = atomic_fetch_add(&u->next, 1);
+		if (k >= u->nparts)
+			break;
+		off = (uint64_t)k * u->part_size;
+		req.segs = u->iov;
+		req.nsegs = u->n;
+		req.segs_off = off;
+		req.body_len = u->total - off < u->part_size ? u->total - off : u->part_size;
+		s3_stat_max(&u->b->n_max_inflight, (uint64_t)atomic_fetch_add(&u->in_flight, 1) + 1);
+		m.text[0] = '\0';
+		rc = send_part(u->b, u->key, u->upload_id, k + 1, &req, &u->cancel, &u->etags[k], &m);
+		atomic_fetch_sub(&u->in_flight, 1);
+		if (rc != DCP_OK)
+			iov_fail(u, rc, &m);
+	}
+	return NULL;
+}
+
+/* The parts of u (upload created), then completion or abort. */
+static int iov_multipart(iov_upload *u, dcp_msg *msg)
+{
+	s3_backend *b = u->b;
+	pthread_t th[DCP_S3_MAX_CONCURRENCY];
+	int nth = b->cfg.concurrency < u->nparts ? b->cfg.concurrency : u->nparts, started = 0, i, rc;
+
+	for (i = 0; i < nth - 1; i++) {
+		if (pthread_create(&th[i], NULL, iov_part_thread, u) != 0)
+			break; /* fewer threads: the ones running take every part */
+		started++;
+	}
+	(void)iov_part_thread(u);
+	for (i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	rc = u->status;
+	if (rc == DCP_OK)
+		rc = complete_key(b, u->key, u->upload_id, u->etags, u->nparts, msg);
+	else
+		*msg = u->msg;
+	if (rc != DCP_OK)
+		abort_and_tell(b, u->key, u->upload_id, msg);
+	return rc;
+}
+
+int s3_write_iov(dcp_backend *base, const char *path, const dcp_backend_iov *iov, size_t n, const atomic_int *stop,
+                 dcp_msg *msg)
+{
+	s3_backend *b = (s3_backend *)base;
+	char where[DCP_S3_MAX_KEY + 80];
+	iov_upload u;
+	uint64_t total = 0, ps = b->cfg.part_size;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		if (iov[i].len > UINT64_MAX - total) {
+			dcp_msgf(msg, "s3://%s/%s: the buffers to write add up to more than 2^64 bytes", b->bucket,
+			         path);
+			return DCP_EINVAL;
+		}
+		total += iov[i].len;
+	}
+	memset(&u, 0, sizeof(u));
+	u.key = s3_full_key(b, path);
+	if (u.key == NULL) {
+		dcp_msgf(msg, "out of memory writing s3://%s/%s", b->bucket, path);
+		return DCP_ENOMEM;
+	}
+	if (total <= b->cfg.multipart_threshold) {
+		s3_req req = {0};
+		if (total > 0) {
+			req.segs = iov;
+			req.nsegs = n;
+		} else {
+			req.body = "";
+		}
+		req.body_len = total;
+		rc = put_object(b, u.key, &req, stop, msg);
+		if (rc != DCP_OK && stop != NULL && atomic_load(stop))
+			rc = DCP_EPEER;
+		free(u.key);
+		return rc;
+	}
+	/* The object's size is known: a part size large enough for S3's 10,000
+	 * parts (rounded up to whole MiB) rather than a failure. */
+	if ((total + ps - 1) / ps > DCP_S3_MAX_PARTS)
+		ps = ((total + DCP_S3_MAX_PARTS - 1) / DCP_S3_MAX_PARTS + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+	if (ps > DCP_S3_MAX_PART_SIZE) {
+		dcp_msgf(msg, "%s: %llu bytes is more than S3 can store in one object (10,000 parts of 5 GiB)",
+		         s3_describe_key(b, u.key, where, sizeof(where)), (unsigned long long)total);
+		free(u.key);
+		return DCP_EINVAL;
+	}
+	u.b = b;
+	u.iov = iov;
+	u.n = n;
+	u.total = total;
+	u.part_size = ps;
+	u.nparts = (int)((total + ps - 1) / ps);
+	u.stop = stop;
+	u.status = DCP_OK;
+	atomic_init(&u.next, 0);
+	atomic_init(&u.in_flight, 0);
+	atomic_init(&u.cancel, 0);
+	u.etags = calloc((size_t)u.nparts, sizeof(*u.etags));
+	if (u.etags == NULL || pthread_mutex_init(&u.lock, NULL) != 0) {
+		free(u.etags);
+		free(u.key);
+		dcp_msgf(msg, "out of memory starting a multipart upload of %s",
+		         s3_describe_key(b, u.key, where, sizeof(where)));
+		return DCP_ENOMEM;
+	}
+	rc = create_upload(b, u.key, &u.upload_id, msg);
+	if (rc == DCP_OK)
+		rc = iov_multipart(&u, msg);
+	if (rc != DCP_OK && stop != NULL && atomic_load(stop))
+		rc = DCP_EPEER;
+	for (i = 0; i < (size_t)u.nparts; i++)
+		free(u.etags[i]);
+	free(u.etags);
+	pthread_mutex_destroy(&u.lock);
+	free(u.upload_id);
+	free(u.key);
+	return rc;
 }

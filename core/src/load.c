@@ -284,6 +284,37 @@ static int deliver(load_run *l, pending_read *p, dcp_msg *msg)
 	return l->planner.commit_tensor(l->planner.ctx, l->state, it, msg);
 }
 
+/*
+ * A plugin's read error names the object (e.g. a truncated or missing file)
+ * but not the keys, which only the core knows: append the key of the first
+ * read of this batch from the object the message names.
+ */
+static void name_keys_of_object(const pending_read *ps, size_t n, dcp_msg *msg)
+{
+	const pending_read *first = NULL;
+	size_t others = 0;
+	for (size_t i = 0; i < n; i++) {
+		const dcp_storage_info *si = &ps[i].chunk->storage;
+		if (si->path == NULL || strstr(msg->text, si->path) == NULL)
+			continue;
+		if (first == NULL)
+			first = &ps[i];
+		else if (strcmp(ps[i].mi->key, first->mi->key) != 0)
+			others++;
+	}
+	if (first == NULL)
+		return;
+	const dcp_storage_info *si = &first->chunk->storage;
+	size_t used = strlen(msg->text);
+	if (others == 0)
+		snprintf(msg->text + used, sizeof(msg->text) - used, " (reading '%s': bytes [%llu, %llu) of %s)",
+		         first->mi->key, (unsigned long long)(si->offset + first->first),
+		         (unsigned long long)(si->offset + first->end), si->path);
+	else
+		snprintf(msg->text + used, sizeof(msg->text) - used,
+		         " (reading '%s' and %zu other key(s) stored in %s)", first->mi->key, others, si->path);
+}
+
 /* Reads one batch, then verifies and delivers it. Frees staging buffers. */
 static void run_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t n, dcp_local_failure *f)
 {
@@ -298,6 +329,7 @@ static void run_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t 
 		rc = dcp_future_wait(fut, &msg);
 	dcp_future_free(fut);
 	if (rc != DCP_OK) {
+		name_keys_of_object(ps, n, &msg);
 		dcp_fail_msg(f, rc, "read_data", &msg);
 		return;
 	}
