@@ -107,3 +107,11 @@ int dcp_future_wait(dcp_future *f, dcp_msg *msg)
 	pthread_mutex_unlock(&f->mu);
 	return status;
 }
+
+void dcp_future_read_request_done(dcp_future *f, size_t index)
+{
+	/* No lock: the hook and its context are set before the future reaches
+	 * the plugin and never change; the hook touches only request `index`. */
+	if (f != NULL && f->on_request_done != NULL)
+		f->on_request_done(f->on_request_done_ctx, index);
+}

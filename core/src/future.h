@@ -28,6 +28,10 @@ struct dcp_future {
 	char message[DCP_MSG_MAX];
 	size_t nresults;
 	dcp_owned_result *results;
+	/* Set by the core before a read future is handed to a plugin: called by
+	 * host->read_request_done, on the plugin's thread. NULL: ignored. */
+	void (*on_request_done)(void *ctx, size_t index);
+	void *on_request_done_ctx;
 };
 
 /* NULL if out of memory. */
@@ -40,5 +44,6 @@ void dcp_future_free(dcp_future *fut);
 void dcp_future_complete_write(dcp_future *fut, int status, const dcp_write_result *results, size_t n,
                                const char *message);
 void dcp_future_complete_read(dcp_future *fut, int status, const char *message);
+void dcp_future_read_request_done(dcp_future *fut, size_t index);
 
 #endif /* DCP_FUTURE_H */

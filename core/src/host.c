@@ -36,4 +36,5 @@ void dcp_host_init(dcp_host *host)
 	host->future_new = dcp_future_new;
 	host->future_wait = dcp_future_wait;
 	host->future_free = dcp_future_free;
+	host->read_request_done = dcp_future_read_request_done;
 }

@@ -153,6 +153,8 @@ typedef struct pending_read {
 	int direct;
 	void *dst;           /* destination chunk, for tensors */
 	uint64_t dst_off[DCP_MAX_DIMS], dst_sz[DCP_MAX_DIMS];
+	int verified;        /* checked on a plugin thread (read_request_done) */
+	int verify_status;   /* its outcome */
 } pending_read;
 
 static void chunk_text(char *buf, size_t len, const dcp_md_item *mi, const dcp_md_chunk *c)
@@ -270,7 +272,9 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 
 static int deliver(load_run *l, pending_read *p, dcp_msg *msg)
 {
-	if (l->opts.verify) {
+	/* Verified already on an I/O thread: only a failure is checked again,
+	 * here, to produce its message. */
+	if (l->opts.verify && (!p->verified || p->verify_status != DCP_OK)) {
 		int rc = verify(l, p, msg);
 		if (rc != DCP_OK)
 			return rc;
@@ -315,6 +319,23 @@ static void name_keys_of_object(const pending_read *ps, size_t n, dcp_msg *msg)
 		         " (reading '%s' and %zu other key(s) stored in %s)", first->mi->key, others, si->path);
 }
 
+/* What read_request_done needs to verify one request of a batch. */
+typedef struct batch_hook {
+	load_run *l;
+	pending_read *ps;
+	size_t n;
+} batch_hook;
+
+/* Runs on a plugin's I/O thread: touches only request `index`. */
+static void verify_on_io_thread(void *ctx, size_t index)
+{
+	batch_hook *h = ctx;
+	if (index >= h->n || h->ps[index].verified)
+		return;
+	h->ps[index].verify_status = verify(h->l, &h->ps[index], NULL);
+	h->ps[index].verified = 1;
+}
+
 /* Reads one batch, then verifies and delivers it. Frees staging buffers. */
 static void run_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t n, dcp_local_failure *f)
 {
@@ -323,6 +344,11 @@ static void run_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t 
 	if (fut == NULL) {
 		dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory");
 		return;
+	}
+	batch_hook hook = {l, ps, n};
+	if (l->opts.verify) {
+		fut->on_request_done = verify_on_io_thread;
+		fut->on_request_done_ctx = &hook;
 	}
 	int rc = l->reader->ops->read_data(l->reader, &l->final_plan, reqs, n, fut, &msg);
 	if (rc == DCP_OK)

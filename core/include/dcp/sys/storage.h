@@ -92,10 +92,10 @@ typedef struct dcp_open_options {
 /* ------------------------------------------------------------------------ */
 /* Host services: the core's functions, passed to the plugin's entry point. */
 /* ------------------------------------------------------------------------ */
-/* 1: the slots up to checksum. 2: future_new, future_wait, future_free. A
- * plugin checks host->version (and that the slot is not NULL) before it calls
- * a slot of a later version. */
-#define DCP_HOST_VERSION 2
+/* 1: the slots up to checksum. 2: future_new, future_wait, future_free.
+ * 3: read_request_done. A plugin checks host->version (and that the slot is
+ * not NULL) before it calls a slot of a later version. */
+#define DCP_HOST_VERSION 3
 
 struct dcp_host {
 	unsigned version; /* DCP_HOST_VERSION */
@@ -126,6 +126,14 @@ struct dcp_host {
 	dcp_future *(*future_new)(void);
 	int (*future_wait)(dcp_future *fut, dcp_msg *msg);
 	void (*future_free)(dcp_future *fut);
+	/* Version 3. Optional for a plugin to call: request `index` of the
+	 * read_data call that received `fut` has all its bytes in its dst. The
+	 * core then checks them on the calling thread (so verification runs in
+	 * parallel on the plugin's I/O threads, while other reads go on). Call
+	 * it at most once per request, from any thread, before completing fut;
+	 * never for a request whose read failed. A plugin that never calls it
+	 * is verified after the future completes, as before. */
+	void (*read_request_done)(dcp_future *fut, size_t index);
 };
 
 /* ------------------------------------------------------------------------ */
