@@ -32,6 +32,13 @@ typedef struct dcp_backend_iov {
 	uint64_t len;
 } dcp_backend_iov;
 
+/* One destination of read_iov: len bytes go to data; NULL data: the bytes
+ * are read and dropped (a small gap between two wanted ranges). */
+typedef struct dcp_backend_dst {
+	void *data;
+	uint64_t len;
+} dcp_backend_dst;
+
 typedef struct dcp_backend_ops {
 	unsigned version; /* DCP_BACKEND_VERSION */
 	/* Starts a new object at path, written sequentially with append. The
@@ -79,6 +86,12 @@ typedef struct dcp_backend_ops {
 	 * up early with DCP_EPEER (another object of the same save failed). */
 	int (*write_iov)(dcp_backend *b, const char *path, const dcp_backend_iov *iov, size_t n,
 	                 const atomic_int *stop, dcp_msg *msg);
+	/* Optional (NULL: callers use read). Reads bytes [offset, offset + total)
+	 * of path, total being the sum of dst[].len, into dst[0], dst[1], ... in
+	 * order, as one request (or a few in parallel) where read would need one
+	 * per destination. Errors as read's. */
+	int (*read_iov)(dcp_backend *b, const char *path, uint64_t offset, const dcp_backend_dst *dst,
+	                size_t n, dcp_msg *msg);
 } dcp_backend_ops;
 
 /* Backends embed this as their first member. */

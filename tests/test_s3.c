@@ -37,6 +37,12 @@ Test(s3_offline, not_built)
 	             "not added to the build");
 }
 #else
+#include <cjson/cJSON.h>
+#include <libgen.h>
+#include <limits.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include "s3/proxy.h"
 #include "s3/s3_backend.h"
 
@@ -477,6 +483,40 @@ Test(s3_offline, config_sources_in_order, .timeout = DT_TIMEOUT)
 	dt_rmtree(dir);
 }
 
+Test(s3_offline, multipart_threshold_default_and_overrides, .timeout = DT_TIMEOUT)
+{
+	char dir[512], conf[600];
+	dcp_s3_config cfg;
+	dcp_msg m = {{0}};
+
+	clear_aws_env();
+	cr_assert_eq(load_cfg("s3://bkt/x", &cfg, &m), DCP_OK, "%s", m.text);
+	cr_assert_eq(cfg.multipart_threshold, DCP_S3_DEFAULT_THRESHOLD);
+	cr_assert_gt(cfg.multipart_threshold, cfg.part_size, "small objects must be one PUT by default");
+	dcp_s3_config_clear(&cfg);
+
+	/* The AWS CLI's name in the config file's s3 block, then the URL. */
+	dt_mkdtemp(dir, sizeof(dir), "dcp-s3-threshold");
+	dt_fmt(conf, sizeof(conf), "%s/config", dir);
+	write_text(conf, "[default]\ns3 =\n  multipart_threshold = 16MB\n");
+	setenv("AWS_CONFIG_FILE", conf, 1);
+	cr_assert_eq(load_cfg("s3://bkt/x", &cfg, &m), DCP_OK, "%s", m.text);
+	cr_assert_eq(cfg.multipart_threshold, (uint64_t)16 << 20);
+	dcp_s3_config_clear(&cfg);
+	cr_assert_eq(load_cfg("s3://bkt/x?multipart_threshold=1G", &cfg, &m), DCP_OK, "%s", m.text);
+	cr_assert_eq(cfg.multipart_threshold, (uint64_t)1 << 30);
+	dcp_s3_config_clear(&cfg);
+
+	/* Out of S3's range for one PUT: an id error naming the key. */
+	cr_assert_eq(load_cfg("s3://bkt/x?multipart_threshold=6G", &cfg, &m), DCP_EID);
+	cr_assert(strstr(m.text, "multipart threshold") != NULL, "%s", m.text);
+	dcp_s3_config_clear(&cfg);
+	cr_assert_eq(load_cfg("s3://bkt/x?multipart_threshold=1M", &cfg, &m), DCP_EID);
+	dcp_s3_config_clear(&cfg);
+	unsetenv("AWS_CONFIG_FILE");
+	dt_rmtree(dir);
+}
+
 Test(s3_offline, minio_json_example_loads, .timeout = DT_TIMEOUT)
 {
 	const char *src = getenv("DCP_SOURCE_DIR");
@@ -549,7 +589,8 @@ Test(s3, multipart_through_the_api, .timeout = DT_TIMEOUT)
 	/* 2 ranks of 11 MiB each, one object each: 3 parts of 5M, 5M, 1M. */
 	dt_split(dt_add_sharded(save, "big", DCP_U8, 2, shape), 0, 2, NULL);
 	dt_split(dt_add_sharded(load, "big", DCP_U8, 2, shape), 1, 3, NULL);
-	dt_fmt(url, sizeof(url), "s3://%s/%s?part_size=5M&concurrency=3&threads=1&endpoint=%s", bucket(),
+	dt_fmt(url, sizeof(url),
+	       "s3://%s/%s?part_size=5M&multipart_threshold=5M&concurrency=3&threads=1&endpoint=%s", bucket(),
 	       prefix_for(pre, sizeof(pre), "mpu"), tp_endpoint(px));
 	dt_save(save, 2, url, NULL, SEED_A, &o);
 	dt_assert_ok(&o, "multipart save");
@@ -680,7 +721,8 @@ Test(s3, backend_multipart_parts_in_parallel, .timeout = DT_TIMEOUT)
 
 	need_server();
 	fill_pattern(data, n, 7);
-	b = open_backend(prefix_for(pre, sizeof(pre), "parts"), "part_size=5M&concurrency=4");
+	b = open_backend(prefix_for(pre, sizeof(pre), "parts"),
+	                 "part_size=5M&multipart_threshold=5M&concurrency=4");
 	cr_assert_eq(write_object(b, "big.bin", data, n, &m), DCP_OK, "%s", m.text);
 	dcp_s3_backend_stats(b, &st);
 	cr_assert_eq(st.multipart_uploads, 1);
@@ -719,6 +761,94 @@ Test(s3, backend_multipart_parts_in_parallel, .timeout = DT_TIMEOUT)
 	dcp_s3_backend_stats(b, &st);
 	cr_assert_eq(st.single_puts, 1);
 	cr_assert_eq(st.multipart_uploads, 1);
+	b->ops->destroy(b);
+	free(data);
+	free(back);
+}
+
+/* write_iov sends the caller's buffers: segments of uneven sizes (empty ones
+ * too) that straddle part boundaries, as one PUT below the threshold and as
+ * parts in parallel above it. */
+Test(s3, backend_write_iov_single_put_and_parts, .timeout = DT_TIMEOUT)
+{
+	char pre[256];
+	size_t n = ((size_t)17 << 20) + 4321,
+	       cuts[] = {0, 1, 3u << 20, (5u << 20) + 1, (5u << 20) + 1, (12u << 20) - 7, (15u << 20) + 99};
+	size_t ncuts = sizeof(cuts) / sizeof(cuts[0]);
+	unsigned char *data = dt_xmalloc(n), *back = dt_xmalloc(n);
+	dcp_backend_iov iov[8];
+	dcp_backend *b;
+	dcp_s3_stats st;
+	dcp_msg m = {{0}};
+	atomic_int stop;
+
+	need_server();
+	fill_pattern(data, n, 11);
+	for (size_t i = 0; i < ncuts; i++) {
+		size_t end = i + 1 < ncuts ? cuts[i + 1] : n;
+		iov[i].data = data + cuts[i];
+		iov[i].len = end - cuts[i];
+	}
+	atomic_init(&stop, 0);
+	prefix_for(pre, sizeof(pre), "iov");
+
+	/* Above the threshold: 4 parts of 5 MiB, sent in parallel. */
+	b = open_backend(pre, "part_size=5M&multipart_threshold=5M&concurrency=4");
+	cr_assert_not_null(b->ops->write_iov);
+	cr_assert_eq(b->ops->write_iov(b, "parts.bin", iov, ncuts, &stop, &m), DCP_OK, "%s", m.text);
+	dcp_s3_backend_stats(b, &st);
+	cr_assert_eq(st.multipart_uploads, 1);
+	cr_assert_eq(st.parts, 4, "expected 4 parts of 5 MiB for 17 MiB, got %llu",
+	             (unsigned long long)st.parts);
+	cr_assert_geq(st.max_parts_in_flight, 2, "parts were not uploaded in parallel");
+	cr_assert_leq(st.max_parts_in_flight, 4, "more parts in flight than the concurrency");
+	/* Above the threshold, a read is split: 4 ranges of at least 5 MiB. */
+	cr_assert_eq(b->ops->read(b, "parts.bin", 0, n, back, &m), DCP_OK, "%s", m.text);
+	cr_assert(memcmp(data, back, n) == 0, "the multipart object differs from the buffers");
+	dcp_s3_backend_stats(b, &st);
+	cr_assert_eq(st.ranged_gets, 4, "expected 4 ranged GETs, got %llu",
+	             (unsigned long long)st.ranged_gets);
+	b->ops->destroy(b);
+
+	/* Below the (default) threshold: one PUT of every buffer; and an empty object. */
+	b = open_backend(pre, "part_size=5M");
+	cr_assert_eq(b->ops->write_iov(b, "one.bin", iov, ncuts, NULL, &m), DCP_OK, "%s", m.text);
+	cr_assert_eq(b->ops->write_iov(b, "empty.bin", iov, 0, NULL, &m), DCP_OK, "%s", m.text);
+	dcp_s3_backend_stats(b, &st);
+	cr_assert_eq(st.single_puts, 2);
+	cr_assert_eq(st.multipart_uploads, 0);
+	/* Below the threshold, a read is one GET. */
+	memset(back, 0, n);
+	cr_assert_eq(b->ops->read(b, "one.bin", 0, n, back, &m), DCP_OK, "%s", m.text);
+	cr_assert(memcmp(data, back, n) == 0, "the object of one PUT differs from the buffers");
+	dcp_s3_backend_stats(b, &st);
+	cr_assert_eq(st.ranged_gets, 1, "expected one GET, got %llu", (unsigned long long)st.ranged_gets);
+
+	/* read_iov scatters one GET over several destinations, dropping a gap. */
+	{
+		unsigned char *x = dt_xmalloc(1000), *y = dt_xmalloc(3u << 20);
+		dcp_backend_dst d[3] = {{x, 1000}, {NULL, 4096}, {y, 3u << 20}};
+		cr_assert_not_null(b->ops->read_iov);
+		cr_assert_eq(b->ops->read_iov(b, "one.bin", (5u << 20) - 10, d, 3, &m), DCP_OK, "%s", m.text);
+		cr_assert(memcmp(x, data + (5u << 20) - 10, 1000) == 0, "first destination differs");
+		cr_assert(memcmp(y, data + (5u << 20) - 10 + 1000 + 4096, 3u << 20) == 0,
+		          "destination after the gap differs");
+		dcp_s3_backend_stats(b, &st);
+		cr_assert_eq(st.ranged_gets, 2, "read_iov took %llu GETs",
+		             (unsigned long long)st.ranged_gets - 1);
+		/* Past the end: corrupt, as read. */
+		cr_assert_eq(b->ops->read_iov(b, "one.bin", n - 100, d, 3, &m), DCP_ECORRUPT, "%s", m.text);
+		free(x);
+		free(y);
+	}
+	cr_assert_eq(b->ops->exists(b, "empty.bin", &m), 1, "%s", m.text);
+
+	/* A stop already set: nothing is written, and the result says why. */
+	atomic_store(&stop, 1);
+	b->ops->destroy(b);
+	b = open_backend(pre, "part_size=5M&multipart_threshold=5M");
+	cr_assert_eq(b->ops->write_iov(b, "stopped.bin", iov, ncuts, &stop, &m), DCP_EPEER);
+	cr_assert_eq(b->ops->exists(b, "stopped.bin", &m), 0, "%s", m.text);
 	b->ops->destroy(b);
 	free(data);
 	free(back);
@@ -787,7 +917,7 @@ Test(s3, libs3_reads_what_the_plugin_wrote, .timeout = DT_TIMEOUT)
 	need_server();
 	dt_add_replicated(l, "big", DCP_U8, 1, big, DT_RANK(0));
 	prefix_for(pre, sizeof(pre), "libs3");
-	dt_fmt(url, sizeof(url), "s3://%s/%s?part_size=5M", bucket(), pre);
+	dt_fmt(url, sizeof(url), "s3://%s/%s?part_size=5M&multipart_threshold=5M", bucket(), pre);
 	dt_save(l, 4, url, NULL, SEED_A, &o);
 	dt_assert_ok(&o, "save");
 	dt_outcome_clear(&o);
@@ -928,7 +1058,7 @@ Test(s3, injected_500_and_503_are_retried, .timeout = DT_TIMEOUT)
 	tp_add_rule(px, &r500);
 	tp_add_rule(px, &rdrop);
 	tp_add_rule(px, &rget);
-	dt_fmt(url, sizeof(url), "s3://%s/%s?part_size=5M&endpoint=%s", bucket(),
+	dt_fmt(url, sizeof(url), "s3://%s/%s?part_size=5M&multipart_threshold=5M&endpoint=%s", bucket(),
 	       prefix_for(pre, sizeof(pre), "retry"), tp_endpoint(px));
 	dt_save(l, 4, url, NULL, SEED_A, &o);
 	dt_assert_ok(&o, "save with injected 500 and 503 answers");
@@ -975,7 +1105,7 @@ Test(s3, failure_with_parts_in_flight_aborts_every_upload, .timeout = DT_TIMEOUT
 	                .code = "AccessDenied"};
 	tp_add_rule(px, &deny);
 	tp_log_clear(px);
-	dt_fmt(url, sizeof(url), "%s&part_size=5M&concurrency=4&threads=1", good);
+	dt_fmt(url, sizeof(url), "%s&part_size=5M&multipart_threshold=5M&concurrency=4&threads=1", good);
 	dt_save(l, 4, url, NULL, SEED_B, &o);
 	dt_expect e = {.status = 0,
 	               .any_ranks = 1,
@@ -1049,4 +1179,184 @@ Test(s3, server_gone_mid_save_keeps_the_previous_checkpoint, .timeout = DT_TIMEO
 	dt_layout_free(a);
 	dt_layout_free(b);
 }
+/* ------------------------------------------------------------------------ */
+/* `dcp cp` file -> s3 -> file, through the dcp tool                          */
+/* ------------------------------------------------------------------------ */
+extern char **environ;
+
+typedef struct tool_run {
+	int code;  /* exit status, or 128 + signal */
+	char *out; /* stdout, malloc'd */
+	char *err; /* stderr, malloc'd */
+} tool_run;
+
+/* The dcp tool next to this test program (both are built into build/bin);
+ * 0 if it is not there. */
+static int dcp_tool_path(char *buf, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	cr_assert(n > 0, "readlink(/proc/self/exe) failed");
+	self[n] = '\0';
+	dt_fmt(buf, len, "%s/dcp", dirname(self));
+	return access(buf, X_OK) == 0;
+}
+
+static char *read_fd_all(int fd)
+{
+	struct stat st;
+	cr_assert(fstat(fd, &st) == 0);
+	char *buf = dt_xmalloc((size_t)st.st_size + 1);
+	ssize_t n = pread(fd, buf, (size_t)st.st_size, 0);
+	cr_assert(n == st.st_size, "short read of a captured output");
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Runs `dcp args...` (NULL-terminated, without "dcp"), capturing stdout and
+ * stderr. */
+static tool_run run_tool(const char *const *args)
+{
+	char bin[PATH_MAX], outp[] = "/tmp/dcp-s3-out-XXXXXX", errp[] = "/tmp/dcp-s3-err-XXXXXX";
+	char *argv[16];
+	size_t n = 0;
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int status = 0, rc, ofd, efd;
+	tool_run r;
+
+	cr_assert(dcp_tool_path(bin, sizeof(bin)), "no dcp tool at %s", bin);
+	argv[n++] = bin;
+	for (size_t i = 0; args[i] != NULL; i++) {
+		cr_assert(n + 1 < sizeof(argv) / sizeof(argv[0]));
+		argv[n++] = (char *)args[i];
+	}
+	argv[n] = NULL;
+	ofd = mkstemp(outp);
+	efd = mkstemp(errp);
+	cr_assert(ofd >= 0 && efd >= 0, "mkstemp failed");
+	unlink(outp);
+	unlink(errp);
+	cr_assert(posix_spawn_file_actions_init(&fa) == 0);
+	posix_spawn_file_actions_adddup2(&fa, ofd, STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, efd, STDERR_FILENO);
+	rc = posix_spawn(&pid, bin, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert(rc == 0, "posix_spawn(%s) failed: %s", bin, strerror(rc));
+	cr_assert(waitpid(pid, &status, 0) == pid);
+	r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	r.out = read_fd_all(ofd);
+	r.err = read_fd_all(efd);
+	close(ofd);
+	close(efd);
+	return r;
+}
+
+#define RUN_TOOL(...) run_tool((const char *const[]){__VA_ARGS__, NULL})
+
+static void tool_run_ok(tool_run *r, const char *what)
+{
+	cr_assert_eq(r->code, 0, "%s: exit status %d\nstdout:\n%s\nstderr:\n%s", what, r->code, r->out,
+	             r->err);
+	free(r->out);
+	free(r->err);
+}
+
+/*
+ * `dcp inspect --json URL` without what is particular to one copy: the url,
+ * the save id, the data files, and each chunk's file and offset in it. What
+ * stays: every key, type, dtype, shape, chunk box, length and block
+ * checksum, the counts and the checksum scheme. Caller frees.
+ */
+static cJSON *inspect_portable(const char *url)
+{
+	tool_run r = RUN_TOOL("inspect", "--json", url);
+	cJSON *j, *items, *it;
+
+	cr_assert_eq(r.code, 0, "dcp inspect --json %s: exit status %d: %s", url, r.code, r.err);
+	j = cJSON_Parse(r.out);
+	cr_assert_not_null(j, "dcp inspect --json %s printed no JSON:\n%s", url, r.out);
+	free(r.out);
+	free(r.err);
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "url");
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "save_id");
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "files");
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "storage_meta");
+	items = cJSON_GetObjectItemCaseSensitive(j, "items");
+	cr_assert(cJSON_IsArray(items) && cJSON_GetArraySize(items) > 0, "no items in the inspect of %s",
+	          url);
+	cJSON_ArrayForEach(it, items)
+	{
+		cJSON *chunks = cJSON_GetObjectItemCaseSensitive(it, "chunks"), *c;
+		cr_assert(cJSON_IsArray(chunks), "an item without chunks in the inspect of %s", url);
+		cJSON_ArrayForEach(c, chunks)
+		{
+			cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(c, "checksums"));
+			cJSON_DeleteItemFromObjectCaseSensitive(c, "file");
+			cJSON_DeleteItemFromObjectCaseSensitive(c, "offset");
+		}
+	}
+	return j;
+}
+
+static void assert_same_inspect(cJSON *a, cJSON *b, const char *what)
+{
+	if (!cJSON_Compare(a, b, 1)) {
+		char *x = cJSON_Print(a), *y = cJSON_Print(b);
+		cr_assert_fail(
+		        "%s: the checkpoints differ in keys, chunks or checksums\n--- source:\n%.4000s\n"
+		        "--- copy:\n%.4000s",
+		        what, x, y);
+	}
+}
+
+Test(s3, dcp_cp_file_to_s3_and_back_is_bit_exact, .timeout = DT_TIMEOUT)
+{
+	char bin[PATH_MAX], dir[512], a[600], b[600], s3[DT_URL_MAX], pre[256];
+	cJSON *ja, *js, *jb;
+	tool_run r;
+
+	need_server();
+	if (!dcp_tool_path(bin, sizeof(bin)))
+		cr_skip_test("the dcp tool is not built next to this test (%s)", bin);
+	r = RUN_TOOL("plugins");
+	if (r.code != 0 || strstr(r.out, "file") == NULL)
+		cr_skip_test("no file:// plugin in this build");
+	free(r.out);
+	free(r.err);
+	dt_mkdtemp(dir, sizeof(dir), "dcp-s3-cp");
+	dt_fmt(a, sizeof(a), "file://%s/a", dir);
+	dt_fmt(b, sizeof(b), "file://%s/b", dir);
+	/* Small parts, so that the copy's objects are multipart uploads whose
+	 * parts come straight from the loaded buffers. */
+	dt_fmt(s3, sizeof(s3), "s3://%s/%s?part_size=5M&multipart_threshold=5M", bucket(),
+	       prefix_for(pre, sizeof(pre), "cp"));
+
+	r = RUN_TOOL("save", "--ranks", "4", "--size", "24M", "--seed", "7", a);
+	tool_run_ok(&r, "dcp save to file://");
+	r = RUN_TOOL("cp", a, s3);
+	tool_run_ok(&r, "dcp cp file:// -> s3://");
+	r = RUN_TOOL("cp", s3, b);
+	tool_run_ok(&r, "dcp cp s3:// -> file://");
+
+	/* Every element of both copies, loaded with another number of ranks. */
+	r = RUN_TOOL("load", "--ranks", "3", s3);
+	tool_run_ok(&r, "dcp load of the s3:// copy");
+	r = RUN_TOOL("load", "--ranks", "3", b);
+	tool_run_ok(&r, "dcp load of the file:// copy of the s3:// copy");
+	r = RUN_TOOL("verify", b);
+	tool_run_ok(&r, "dcp verify of the file:// copy");
+
+	/* The same keys, chunks and block checksums in all three. */
+	ja = inspect_portable(a);
+	js = inspect_portable(s3);
+	jb = inspect_portable(b);
+	assert_same_inspect(ja, js, "file:// -> s3://");
+	assert_same_inspect(ja, jb, "file:// -> s3:// -> file://");
+	cJSON_Delete(ja);
+	cJSON_Delete(js);
+	cJSON_Delete(jb);
+	dt_rmtree(dir);
+}
+
 #endif /* DCP_TEST_HAVE_S3 */

@@ -11,7 +11,8 @@
 
 #include "s3_internal.h"
 
-/* A read at least this many part sizes long is split into parallel ranges. */
+/* A read at least this many part sizes long (and at least the multipart
+ * threshold) is split into parallel ranges. */
 #define SPLIT_MIN_PARTS 2
 
 void s3_stat_max(atomic_uint_fast64_t *slot, uint64_t v)
@@ -60,9 +61,10 @@ static int head_size(s3_backend *b, const char *key, uint64_t *size, dcp_msg *ms
 	return rc;
 }
 
-/* One ranged GET of exactly [off, off + len) of key into dst. */
-static int get_range(s3_backend *b, const char *key, uint64_t off, uint64_t len, void *dst,
-                     const atomic_int *cancel, dcp_msg *msg)
+/* One ranged GET of exactly [off, off + len) of key into the concatenation
+ * of dsts from its offset dsts_off. */
+static int get_range(s3_backend *b, const char *key, uint64_t off, uint64_t len, const dcp_backend_dst *dsts,
+                     size_t ndsts, uint64_t dsts_off, const atomic_int *cancel, dcp_msg *msg)
 {
 	static const long ok416[] = {416, 0};
 	s3_req req = {0};
@@ -76,7 +78,9 @@ static int get_range(s3_backend *b, const char *key, uint64_t off, uint64_t len,
 	req.has_range = 1;
 	req.range_off = off;
 	req.range_len = len;
-	req.dst = dst;
+	req.dsts = dsts;
+	req.ndsts = ndsts;
+	req.dsts_off = dsts_off;
 	req.cancel = cancel;
 	atomic_fetch_add(&b->n_ranged_gets, 1);
 	rc = s3_execute(b, &req, ok416, &resp, msg);
@@ -107,7 +111,8 @@ typedef struct range_job {
 	s3_backend *b;
 	const char *key;
 	uint64_t off, len, piece;
-	char *dst;
+	const dcp_backend_dst *dsts;
+	size_t ndsts;
 	int nranges;
 	atomic_int next;
 	atomic_int cancel;
@@ -130,7 +135,7 @@ static void *range_thread(void *arg)
 		o = (uint64_t)k * j->piece;
 		l = j->len - o < j->piece ? j->len - o : j->piece;
 		m.text[0] = '\0';
-		rc = get_range(j->b, j->key, j->off + o, l, j->dst + o, &j->cancel, &m);
+		rc = get_range(j->b, j->key, j->off + o, l, j->dsts, j->ndsts, o, &j->cancel, &m);
 		if (rc != DCP_OK) {
 			pthread_mutex_lock(&j->lock);
 			if (j->status == DCP_OK) {
@@ -144,11 +149,14 @@ static void *range_thread(void *arg)
 	return NULL;
 }
 
-static int read_parallel(s3_backend *b, const char *key, uint64_t off, uint64_t len, void *dst, dcp_msg *msg)
+static int read_parallel(s3_backend *b, const char *key, uint64_t off, uint64_t len,
+                         const dcp_backend_dst *dsts, size_t ndsts, dcp_msg *msg)
 {
 	range_job j;
 	pthread_t th[DCP_S3_MAX_CONCURRENCY];
-	uint64_t piece = b->cfg.part_size;
+	/* concurrency ranges, none below the part size: each request moves a
+	 * lot, and every range is in flight at once. */
+	uint64_t piece = (len + (uint64_t)b->cfg.concurrency - 1) / (uint64_t)b->cfg.concurrency;
 	int nth, started = 0, i;
 
 	memset(&j, 0, sizeof(j));
@@ -156,14 +164,17 @@ static int read_parallel(s3_backend *b, const char *key, uint64_t off, uint64_t 
 	j.key = key;
 	j.off = off;
 	j.len = len;
-	j.dst = dst;
+	j.dsts = dsts;
+	j.ndsts = ndsts;
+	if (piece < b->cfg.part_size)
+		piece = b->cfg.part_size;
 	j.piece = piece;
 	j.nranges = (int)((len + piece - 1) / piece);
 	j.status = DCP_OK;
 	atomic_init(&j.next, 0);
 	atomic_init(&j.cancel, 0);
 	if (pthread_mutex_init(&j.lock, NULL) != 0)
-		return get_range(b, key, off, len, dst, NULL, msg);
+		return get_range(b, key, off, len, dsts, ndsts, 0, NULL, msg);
 	nth = b->cfg.concurrency < j.nranges ? b->cfg.concurrency : j.nranges;
 	for (i = 0; i < nth - 1; i++) {
 		if (pthread_create(&th[i], NULL, range_thread, &j) != 0)
@@ -179,24 +190,51 @@ static int read_parallel(s3_backend *b, const char *key, uint64_t off, uint64_t 
 	return j.status;
 }
 
-static int backend_read(dcp_backend *base, const char *path, uint64_t offset, uint64_t len, void *dst,
-                        dcp_msg *msg)
+/* The read_iov slot; read is the case of one destination. A read of at
+ * least SPLIT_MIN_PARTS part sizes and multipart_threshold bytes is split
+ * into up to `concurrency` ranges of at least the part size, fetched in
+ * parallel, each into its slice of the destinations. Smaller reads are one
+ * GET: the layout reads several objects at once already, and a request
+ * costs more than a few MiB on a busy store. */
+static int backend_read_iov(dcp_backend *base, const char *path, uint64_t offset, const dcp_backend_dst *dst,
+                            size_t n, dcp_msg *msg)
 {
 	s3_backend *b = (s3_backend *)base;
+	uint64_t len = 0;
+	size_t i;
 	char *key;
 	int rc;
 
+	for (i = 0; i < n; i++) {
+		if (dst[i].len > UINT64_MAX - len) {
+			dcp_msgf(msg, "s3://%s/%s: the destinations of a read add up to more than 2^64 bytes",
+			         b->bucket, path);
+			return DCP_EINVAL;
+		}
+		len += dst[i].len;
+	}
 	if (len == 0)
 		return DCP_OK;
 	key = s3_full_key(b, path);
 	if (key == NULL)
 		return nomem(b, "reading", path, msg);
-	if (b->cfg.concurrency > 1 && len >= SPLIT_MIN_PARTS * b->cfg.part_size)
-		rc = read_parallel(b, key, offset, len, dst, msg);
+	if (b->cfg.concurrency > 1 && len >= SPLIT_MIN_PARTS * b->cfg.part_size &&
+	    len >= b->cfg.multipart_threshold)
+		rc = read_parallel(b, key, offset, len, dst, n, msg);
 	else
-		rc = get_range(b, key, offset, len, dst, NULL, msg);
+		rc = get_range(b, key, offset, len, dst, n, 0, NULL, msg);
 	free(key);
 	return rc;
+}
+
+static int backend_read(dcp_backend *base, const char *path, uint64_t offset, uint64_t len, void *dst,
+                        dcp_msg *msg)
+{
+	dcp_backend_dst d;
+
+	d.data = dst;
+	d.len = len;
+	return backend_read_iov(base, path, offset, &d, 1, msg);
 }
 
 static int backend_get(dcp_backend *base, const char *path, void **data, uint64_t *len, dcp_msg *msg)
@@ -493,6 +531,8 @@ static const dcp_backend_ops s3_ops = {
         .exists = backend_exists,
         .describe = backend_describe,
         .destroy = backend_destroy,
+        .write_iov = s3_write_iov,
+        .read_iov = backend_read_iov,
 };
 
 /* Fills base_url and bucket_url from the endpoint and the addressing style. */
@@ -534,12 +574,14 @@ int dcp_s3_backend_open(const dcp_s3_config *cfg, const char *bucket, const char
 	if (rc != DCP_OK)
 		return rc;
 	if (cfg->part_size < DCP_S3_MIN_PART_SIZE || cfg->part_size > DCP_S3_MAX_PART_SIZE ||
-	    cfg->concurrency < 1 || cfg->concurrency > DCP_S3_MAX_CONCURRENCY || cfg->max_attempts < 1 ||
-	    cfg->region == NULL) {
+	    cfg->multipart_threshold < DCP_S3_MIN_PART_SIZE ||
+	    cfg->multipart_threshold > DCP_S3_MAX_PART_SIZE || cfg->concurrency < 1 ||
+	    cfg->concurrency > DCP_S3_MAX_CONCURRENCY || cfg->max_attempts < 1 || cfg->region == NULL) {
 		dcp_msgf(msg,
-		         "S3 configuration for bucket '%s' is out of range (part size %llu, concurrency %d, "
-		         "attempts %d, region %s)",
-		         bucket, (unsigned long long)cfg->part_size, cfg->concurrency, cfg->max_attempts,
+		         "S3 configuration for bucket '%s' is out of range (part size %llu, multipart "
+		         "threshold %llu, concurrency %d, attempts %d, region %s)",
+		         bucket, (unsigned long long)cfg->part_size,
+		         (unsigned long long)cfg->multipart_threshold, cfg->concurrency, cfg->max_attempts,
 		         cfg->region != NULL ? cfg->region : "none");
 		return DCP_EINVAL;
 	}

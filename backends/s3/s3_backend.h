@@ -4,10 +4,14 @@
  * libcurl.
  *
  * A backend's root is a bucket and a key prefix: object "p" of the root is
- * the key "<prefix>/p" (or "p" when the prefix is empty). Objects below the
- * part size are written with one PUT; larger ones with a multipart upload
- * whose parts are uploaded by up to `concurrency` threads; any failure aborts
- * the upload. put_atomic is one PUT (S3 replaces an object atomically).
+ * the key "<prefix>/p" (or "p" when the prefix is empty). write_iov (the
+ * object's size known, its bytes in the caller's buffers: what the layout
+ * uses) sends objects up to multipart_threshold with one PUT and larger ones
+ * as a multipart upload of part_size slices, up to `concurrency` in flight,
+ * all straight from the caller's buffers. A writer (size unknown, bytes
+ * copied into part buffers) uses one PUT for objects up to the part size and
+ * a multipart upload beyond. Any failure aborts the upload. put_atomic is one
+ * PUT (S3 replaces an object atomically).
  * Reads are ranged GETs; a large read is split into ranges fetched in
  * parallel. Requests are signed with AWS Signature V4 by libcurl and retried
  * with exponential backoff and full jitter on 5xx answers, SlowDown,
@@ -26,6 +30,7 @@
 #define DCP_S3_MIN_PART_SIZE       ((uint64_t)5 << 20)
 #define DCP_S3_MAX_PART_SIZE       ((uint64_t)5 << 30)
 #define DCP_S3_DEFAULT_PART_SIZE   ((uint64_t)8 << 20)
+#define DCP_S3_DEFAULT_THRESHOLD   ((uint64_t)64 << 20) /* multipart_threshold */
 #define DCP_S3_MAX_PARTS           10000
 #define DCP_S3_MAX_CONCURRENCY     64
 #define DCP_S3_DEFAULT_CONCURRENCY 4
@@ -40,24 +45,26 @@
  * wipes the secrets.
  */
 typedef struct dcp_s3_config {
-	char *endpoint;           /* "http[s]://host[:port][/path]" without a trailing '/';
-	                             NULL: https://s3.<region>.amazonaws.com */
-	char *region;             /* never NULL after dcp_s3_config_load */
-	char *access_key_id;      /* NULL: unsigned (anonymous) requests */
-	char *secret_access_key;  /* secret */
-	char *session_token;      /* secret; NULL if none */
-	char *credentials_from;   /* where the credentials came from, for messages
-	                             ("the environment", "profile 'x' in FILE"); no secret */
-	int path_style;           /* 1: https://host/bucket/key; 0: https://bucket.host/key;
-	                             -1: path style for a custom endpoint or a bucket with dots */
-	uint64_t part_size;       /* DCP_S3_MIN_PART_SIZE..DCP_S3_MAX_PART_SIZE */
-	int concurrency;          /* parts (and read ranges) in flight per object, 1..64 */
-	int max_attempts;         /* 1..DCP_S3_MAX_ATTEMPTS tries per request */
-	int verify_tls;           /* 0 only when asked for explicitly */
-	char *ca_bundle;          /* CA file (AWS_CA_BUNDLE, ca_bundle); NULL: system default */
-	long connect_timeout_s;   /* connect timeout */
-	long low_speed_time_s;    /* a transfer below 1 byte/s for this long fails (and is retried) */
-	unsigned backoff_base_ms; /* retry n waits a random time in [0, min(cap, base * 2^n)) */
+	char *endpoint;               /* "http[s]://host[:port][/path]" without a trailing '/';
+	                                 NULL: https://s3.<region>.amazonaws.com */
+	char *region;                 /* never NULL after dcp_s3_config_load */
+	char *access_key_id;          /* NULL: unsigned (anonymous) requests */
+	char *secret_access_key;      /* secret */
+	char *session_token;          /* secret; NULL if none */
+	char *credentials_from;       /* where the credentials came from, for messages
+	                                 ("the environment", "profile 'x' in FILE"); no secret */
+	int path_style;               /* 1: https://host/bucket/key; 0: https://bucket.host/key;
+	                                 -1: path style for a custom endpoint or a bucket with dots */
+	uint64_t part_size;           /* DCP_S3_MIN_PART_SIZE..DCP_S3_MAX_PART_SIZE */
+	uint64_t multipart_threshold; /* write_iov (object size known up front): up to this size one
+	                                 PUT, larger objects multipart; 5M..5G */
+	int concurrency;              /* parts (and read ranges) in flight per object, 1..64 */
+	int max_attempts;             /* 1..DCP_S3_MAX_ATTEMPTS tries per request */
+	int verify_tls;               /* 0 only when asked for explicitly */
+	char *ca_bundle;              /* CA file (AWS_CA_BUNDLE, ca_bundle); NULL: system default */
+	long connect_timeout_s;       /* connect timeout */
+	long low_speed_time_s;        /* a transfer below 1 byte/s for this long fails (and is retried) */
+	unsigned backoff_base_ms;     /* retry n waits a random time in [0, min(cap, base * 2^n)) */
 	unsigned backoff_cap_ms;
 } dcp_s3_config;
 
@@ -75,15 +82,17 @@ int dcp_s3_config_copy(dcp_s3_config *dst, const dcp_s3_config *src, dcp_msg *ms
  *   2. the profile's section of the config file ($AWS_CONFIG_FILE, else
  *      ~/.aws/config): region, endpoint_url, max_attempts, ca_bundle, and in an
  *      "s3 =" block addressing_style, endpoint_url, multipart_chunksize,
- *      max_concurrent_requests;
+ *      multipart_threshold, max_concurrent_requests;
  *   3. the environment: AWS_REGION / AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 /
  *      AWS_ENDPOINT_URL, AWS_MAX_ATTEMPTS, AWS_CA_BUNDLE;
  *   4. a JSON profile: the file named by the URL's config= or $DCP_S3_CONFIG
- *      (keys endpoint, region, path_style, part_size, concurrency, retries,
- *      profile, verify_tls, ca_bundle, connect_timeout, low_speed_time;
+ *      (keys endpoint, region, path_style, part_size, multipart_threshold,
+ *      concurrency, retries, profile, verify_tls, ca_bundle, connect_timeout,
+ *      low_speed_time;
  *      conf/s3-minio.json is an example); it holds no secrets;
- *   5. the URL's query: endpoint, region, path_style, part_size, concurrency,
- *      retries, profile, config (see dcp_s3_url_keys).
+ *   5. the URL's query: endpoint, region, path_style, part_size,
+ *      multipart_threshold, concurrency, retries, profile, config (see
+ *      dcp_s3_url_keys).
  * The profile is the URL's profile=, else the JSON's "profile", else
  * $AWS_PROFILE, else $AWS_DEFAULT_PROFILE, else "default". Credentials: when
  * a profile was named in the URL or the JSON, that profile's (credentials

@@ -13,8 +13,9 @@
 
 #include "s3_internal.h"
 
-const char *const dcp_s3_url_keys[] = {"endpoint", "region",  "path_style", "part_size", "concurrency",
-                                       "retries",  "profile", "config",     NULL};
+const char *const dcp_s3_url_keys[] = {
+        "endpoint",    "region",  "path_style", "part_size", "multipart_threshold",
+        "concurrency", "retries", "profile",    "config",    NULL};
 
 #define FILE_MAX (1 << 20) /* AWS files and JSON profiles larger than this are refused */
 
@@ -31,6 +32,7 @@ void dcp_s3_config_init(dcp_s3_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->path_style = -1;
 	cfg->part_size = DCP_S3_DEFAULT_PART_SIZE;
+	cfg->multipart_threshold = DCP_S3_DEFAULT_THRESHOLD;
 	cfg->concurrency = DCP_S3_DEFAULT_CONCURRENCY;
 	cfg->max_attempts = DCP_S3_DEFAULT_ATTEMPTS;
 	cfg->verify_tls = 1;
@@ -193,6 +195,22 @@ static int set_part_size(dcp_s3_config *cfg, const char *v, const char *from, in
 	return DCP_OK;
 }
 
+static int set_threshold(dcp_s3_config *cfg, const char *v, const char *from, int code, dcp_msg *msg)
+{
+	uint64_t s;
+
+	if (dcp_parse_size(v, &s) != DCP_OK || s < DCP_S3_MIN_PART_SIZE || s > DCP_S3_MAX_PART_SIZE) {
+		dcp_msgf(msg,
+		         "multipart threshold '%.60s' from %s is not a size between 5M and 5G (S3's limits "
+		         "for "
+		         "one PUT), e.g. 64M",
+		         v, from);
+		return code;
+	}
+	cfg->multipart_threshold = s;
+	return DCP_OK;
+}
+
 static int set_int(int *slot, const char *v, long long min, long long max, long long add, const char *what,
                    const char *from, int code, dcp_msg *msg)
 {
@@ -274,7 +292,7 @@ typedef struct ini_profile {
 	int found;
 	const char *access_key_id, *secret_access_key, *session_token;
 	const char *region, *endpoint_url, *max_attempts, *ca_bundle;
-	const char *s3_addressing_style, *s3_endpoint_url, *s3_chunksize, *s3_concurrency;
+	const char *s3_addressing_style, *s3_endpoint_url, *s3_chunksize, *s3_threshold, *s3_concurrency;
 } ini_profile;
 
 static char *trim(char *s)
@@ -366,6 +384,8 @@ static int ini_parse(char *buf, const char *path, const char *profile, int confi
 				p->s3_endpoint_url = val;
 			else if (strcmp(key, "multipart_chunksize") == 0)
 				p->s3_chunksize = val;
+			else if (strcmp(key, "multipart_threshold") == 0)
+				p->s3_threshold = val;
 			else if (strcmp(key, "max_concurrent_requests") == 0)
 				p->s3_concurrency = val;
 			continue;
@@ -460,6 +480,8 @@ static int apply_config_profile(dcp_s3_config *cfg, const ini_profile *p, const 
 		rc = set_path_style(cfg, p->s3_addressing_style, from, DCP_EINVAL, msg);
 	if (rc == DCP_OK && p->s3_chunksize != NULL)
 		rc = set_part_size(cfg, p->s3_chunksize, from, DCP_EINVAL, msg);
+	if (rc == DCP_OK && p->s3_threshold != NULL)
+		rc = set_threshold(cfg, p->s3_threshold, from, DCP_EINVAL, msg);
 	if (rc == DCP_OK && p->s3_concurrency != NULL)
 		rc = set_int(&cfg->concurrency, p->s3_concurrency, 1, DCP_S3_MAX_CONCURRENCY, 0,
 		             "max_concurrent_requests", from, DCP_EINVAL, msg);
@@ -493,10 +515,10 @@ static const char *json_text(const cJSON *v, char *buf, size_t len)
 
 static int json_load(const char *path, json_settings *js, dcp_msg *msg)
 {
-	static const char *const known[] = {"endpoint",    "region",          "path_style",     "part_size",
-	                                    "concurrency", "retries",         "profile",        "verify_tls",
-	                                    "ca_bundle",   "connect_timeout", "low_speed_time", "comment",
-	                                    NULL};
+	static const char *const known[] = {
+	        "endpoint",        "region",         "path_style", "part_size",  "multipart_threshold",
+	        "concurrency",     "retries",        "profile",    "verify_tls", "ca_bundle",
+	        "connect_timeout", "low_speed_time", "comment",    NULL};
 	char *buf;
 	size_t len, i;
 	int rc;
@@ -521,7 +543,8 @@ static int json_load(const char *path, json_settings *js, dcp_msg *msg)
 			dcp_msgf(msg,
 			         "the S3 JSON profile %s has an unknown key '%.60s'; known keys: endpoint, "
 			         "region, "
-			         "path_style, part_size, concurrency, retries, profile, verify_tls, "
+			         "path_style, part_size, multipart_threshold, concurrency, retries, profile, "
+			         "verify_tls, "
 			         "ca_bundle, "
 			         "connect_timeout, low_speed_time, comment (credentials belong in the "
 			         "environment or "
@@ -555,6 +578,8 @@ static int apply_key(dcp_s3_config *cfg, const char *key, const char *v, const c
 		return set_path_style(cfg, v, from, code, msg);
 	if (strcmp(key, "part_size") == 0)
 		return set_part_size(cfg, v, from, code, msg);
+	if (strcmp(key, "multipart_threshold") == 0)
+		return set_threshold(cfg, v, from, code, msg);
 	if (strcmp(key, "concurrency") == 0)
 		return set_int(&cfg->concurrency, v, 1, DCP_S3_MAX_CONCURRENCY, 0, "concurrency", from, code,
 		               msg);

@@ -74,7 +74,11 @@ typedef struct s3_req {
 	const char *content_type; /* NULL: none sent */
 	int has_range;            /* "Range: bytes=range_off-(range_off+range_len-1)" */
 	uint64_t range_off, range_len;
-	void *dst;                /* 2xx answers: object bytes go here (range_len of them) */
+	void *dst;                   /* 2xx answers: object bytes go here (range_len of them) */
+	const dcp_backend_dst *dsts; /* or: into the concatenation of dsts[0..ndsts-1] from its
+	                                offset dsts_off (NULL data: dropped); borrowed */
+	size_t ndsts;
+	uint64_t dsts_off;
 	int want_body;            /* 2xx answers: keep the body in resp->body */
 	const atomic_int *cancel; /* nonzero: abort the transfer (and do not retry); may be NULL */
 } s3_req;
@@ -149,8 +153,8 @@ int s3_append(char **dst, size_t *len, const char *s);
 int s3_writer_open(dcp_backend *b, const char *path, dcp_backend_writer **out, dcp_msg *msg);
 /* The write_iov slot: one PUT up to cfg.multipart_threshold bytes, else a
  * multipart upload whose parts are slices of iov, cfg.concurrency at a time. */
-int s3_write_iov(dcp_backend *b, const char *path, const dcp_backend_iov *iov, size_t n, const atomic_int *stop,
-                 dcp_msg *msg);
+int s3_write_iov(dcp_backend *b, const char *path, const dcp_backend_iov *iov, size_t n,
+                 const atomic_int *stop, dcp_msg *msg);
 int s3_writer_append(dcp_backend_writer *w, const void *data, uint64_t len, dcp_msg *msg);
 int s3_writer_close(dcp_backend_writer *w, dcp_msg *msg);
 void s3_writer_abort(dcp_backend_writer *w);

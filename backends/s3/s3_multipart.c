@@ -128,8 +128,9 @@ static int send_part(s3_backend *b, const char *key, const char *upload_id, int 
 	if (rc == DCP_OK) {
 		if (resp.etag[0] == '\0') {
 			char where[DCP_S3_MAX_KEY + 80];
-			dcp_msgf(msg, "UploadPart %d of %s: the answer (HTTP %ld from %s) has no ETag", number,
-			         s3_describe_key(b, key, where, sizeof(where)), resp.status, b->endpoint_shown);
+			dcp_msgf(msg, "UploadPart %d of %s: the answer (HTTP %ld from %s) has no ETag",
+			         number, s3_describe_key(b, key, where, sizeof(where)), resp.status,
+			         b->endpoint_shown);
 			rc = DCP_EIO;
 		} else if ((*etag = dcp_strdup(resp.etag)) == NULL) {
 			dcp_msgf(msg, "out of memory uploading part %d of %s", number, key);
@@ -213,7 +214,8 @@ static int create_upload(s3_backend *b, const char *key, char **upload_id, dcp_m
 		if (rc == DCP_EIO)
 			dcp_msgf(msg,
 			         "CreateMultipartUpload %s: the answer (HTTP %ld from %s) has no UploadId",
-			         s3_describe_key(b, key, where, sizeof(where)), resp.status, b->endpoint_shown);
+			         s3_describe_key(b, key, where, sizeof(where)), resp.status,
+			         b->endpoint_shown);
 		else if (rc == DCP_ENOMEM)
 			dcp_msgf(msg, "out of memory starting a multipart upload of %s", key);
 	}
@@ -687,8 +689,8 @@ static int iov_multipart(iov_upload *u, dcp_msg *msg)
 	return rc;
 }
 
-int s3_write_iov(dcp_backend *base, const char *path, const dcp_backend_iov *iov, size_t n, const atomic_int *stop,
-                 dcp_msg *msg)
+int s3_write_iov(dcp_backend *base, const char *path, const dcp_backend_iov *iov, size_t n,
+                 const atomic_int *stop, dcp_msg *msg)
 {
 	s3_backend *b = (s3_backend *)base;
 	char where[DCP_S3_MAX_KEY + 80];
@@ -699,11 +701,16 @@ int s3_write_iov(dcp_backend *base, const char *path, const dcp_backend_iov *iov
 
 	for (i = 0; i < n; i++) {
 		if (iov[i].len > UINT64_MAX - total) {
-			dcp_msgf(msg, "s3://%s/%s: the buffers to write add up to more than 2^64 bytes", b->bucket,
-			         path);
+			dcp_msgf(msg, "s3://%s/%s: the buffers to write add up to more than 2^64 bytes",
+			         b->bucket, path);
 			return DCP_EINVAL;
 		}
 		total += iov[i].len;
+	}
+	if (stop != NULL && atomic_load(stop)) {
+		dcp_msgf(msg, "the upload of %s did not start because another object of the save failed",
+		         base->ops->describe(base, path, where, sizeof(where)));
+		return DCP_EPEER;
 	}
 	memset(&u, 0, sizeof(u));
 	u.key = s3_full_key(b, path);
@@ -729,9 +736,11 @@ int s3_write_iov(dcp_backend *base, const char *path, const dcp_backend_iov *iov
 	/* The object's size is known: a part size large enough for S3's 10,000
 	 * parts (rounded up to whole MiB) rather than a failure. */
 	if ((total + ps - 1) / ps > DCP_S3_MAX_PARTS)
-		ps = ((total + DCP_S3_MAX_PARTS - 1) / DCP_S3_MAX_PARTS + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+		ps = ((total + DCP_S3_MAX_PARTS - 1) / DCP_S3_MAX_PARTS + (1u << 20) - 1) &
+		     ~(uint64_t)((1u << 20) - 1);
 	if (ps > DCP_S3_MAX_PART_SIZE) {
-		dcp_msgf(msg, "%s: %llu bytes is more than S3 can store in one object (10,000 parts of 5 GiB)",
+		dcp_msgf(msg,
+		         "%s: %llu bytes is more than S3 can store in one object (10,000 parts of 5 GiB)",
 		         s3_describe_key(b, u.key, where, sizeof(where)), (unsigned long long)total);
 		free(u.key);
 		return DCP_EINVAL;

@@ -92,11 +92,53 @@ void s3_pool_clear(s3_backend *b)
 typedef struct xfer {
 	const s3_req *req;
 	s3_resp *resp;
-	uint64_t sent;  /* upload cursor: bytes of the body sent */
-	size_t seg;     /* with req->segs: the segment at the cursor */
-	uint64_t inseg; /* and the offset in it */
+	uint64_t sent;   /* upload cursor: bytes of the body sent */
+	size_t seg;      /* with req->segs: the segment at the cursor */
+	uint64_t inseg;  /* and the offset in it */
+	size_t dseg;     /* with req->dsts: the destination at the download cursor */
+	uint64_t indseg; /* and the offset in it */
 	int oom;
 } xfer;
+
+/* Puts the download cursor at offset dsts_off of req->dsts. */
+static void dst_start(xfer *x)
+{
+	const s3_req *q = x->req;
+	uint64_t pos = q->dsts_off;
+
+	if (q->dsts == NULL)
+		return;
+	for (x->dseg = 0; x->dseg < q->ndsts && pos >= q->dsts[x->dseg].len; x->dseg++)
+		pos -= q->dsts[x->dseg].len;
+	x->indseg = pos;
+}
+
+/* Stores k answer bytes at the download cursor (k <= what is left of the
+ * range, which the caller checked). */
+static void dst_store(xfer *x, const char *p, size_t k)
+{
+	const s3_req *q = x->req;
+
+	x->resp->dst_got += k;
+	if (q->dsts == NULL) {
+		memcpy((char *)q->dst + x->resp->dst_got - k, p, k);
+		return;
+	}
+	while (k > 0 && x->dseg < q->ndsts) {
+		const dcp_backend_dst *d = &q->dsts[x->dseg];
+		uint64_t avail = d->len - x->indseg;
+		size_t m = k < avail ? k : (size_t)avail;
+		if (d->data != NULL)
+			memcpy((char *)d->data + x->indseg, p, m);
+		p += m;
+		k -= m;
+		x->indseg += m;
+		if (x->indseg == d->len) {
+			x->dseg++;
+			x->indseg = 0;
+		}
+	}
+}
 
 /* Puts the upload cursor at body offset pos (<= body_len). */
 static void body_seek(xfer *x, uint64_t pos)
@@ -142,7 +184,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 	const s3_req *q = x->req;
 	size_t n = size * nmemb;
 
-	if (r->status >= 200 && r->status < 300 && q->dst != NULL) {
+	if (r->status >= 200 && r->status < 300 && (q->dst != NULL || q->dsts != NULL)) {
 		size_t k = n;
 		const char *p = data;
 		if (r->skip > 0) { /* a 200 answer to a ranged GET: the whole object */
@@ -154,16 +196,13 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 		if (k > q->range_len - r->dst_got) {
 			if (r->status == 200) {
 				/* Whole object: we have our range; stop the transfer. */
-				k = (size_t)(q->range_len - r->dst_got);
-				memcpy((char *)q->dst + r->dst_got, p, k);
-				r->dst_got += k;
+				dst_store(x, p, (size_t)(q->range_len - r->dst_got));
 				return 0;
 			}
 			r->dst_overflow = 1;
 			return 0;
 		}
-		memcpy((char *)q->dst + r->dst_got, p, k);
-		r->dst_got += k;
+		dst_store(x, p, k);
 		return n;
 	}
 	if (r->status >= 200 && r->status < 300 && !q->want_body)
@@ -347,6 +386,7 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	x.req = req;
 	x.resp = resp;
 	body_seek(&x, 0);
+	dst_start(&x);
 	errbuf[0] = '\0';
 
 	hdrs = add_header(hdrs,
@@ -443,8 +483,9 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 			snprintf(resp->curl_err, sizeof(resp->curl_err), "%s",
 			         errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
 		/* A 200 answer to a ranged GET stopped on purpose once the range was in. */
-		if (cc == CURLE_WRITE_ERROR && !resp->dst_overflow && !x.oom && req->dst != NULL &&
-		    resp->status == 200 && resp->dst_got == req->range_len) {
+		if (cc == CURLE_WRITE_ERROR && !resp->dst_overflow && !x.oom &&
+		    (req->dst != NULL || req->dsts != NULL) && resp->status == 200 &&
+		    resp->dst_got == req->range_len) {
 			resp->curl_code = CURLE_OK;
 			resp->curl_err[0] = '\0';
 		}
@@ -455,7 +496,7 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	}
 	if (req->has_body && resp->curl_code == CURLE_OK)
 		atomic_fetch_add(&b->n_bytes_sent, req->body_len);
-	if (req->dst != NULL)
+	if (req->dst != NULL || req->dsts != NULL)
 		atomic_fetch_add(&b->n_bytes_received, resp->dst_got);
 	/* Never leave a pointer to this stack frame's buffers in a pooled handle. */
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);

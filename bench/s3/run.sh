@@ -3,12 +3,14 @@
 # the same run (see bench/s3/README.md). A benchmark, not a test: it prints
 # figures and fails only when something does not work.
 #
-# Usage: bench/s3/run.sh [--dcp PATH[=LABEL]]... [--reps N] [--warmup N]
+# Usage: bench/s3/run.sh [--dcp PATH[=LABEL[?QUERY]]]... [--reps N] [--warmup N]
 #                        [--size SIZE] [--ranks N] [--query Q] [--out FILE]
 #
-#   --dcp PATH[=LABEL]  a dcp binary to measure (repeatable: several builds are
-#                       measured interleaved in the same run, e.g. before and
-#                       after a change). Default: $DCP, else build/bin/dcp.
+#   --dcp PATH[=LABEL[?QUERY]]
+#                       a dcp binary to measure (repeatable: several builds or
+#                       settings are measured interleaved in the same run, e.g.
+#                       before and after a change); QUERY is added to this
+#                       one's URL. Default: $DCP, else build/bin/dcp.
 #   --reps N            measured repetitions (default 7)
 #   --warmup N          unmeasured repetitions first (default 1)
 #   --size SIZE         checkpoint size for dcp save --size (default 256M)
@@ -22,10 +24,13 @@
 # then runs, in every repetition and in a rotating order:
 #   dcp save  --ranks N --size SIZE --json s3://BUCKET/bench/LABEL[?Q]
 #   dcp load  --ranks N --json             the same URL
-#   curl PUT of each data file, one after the other (one curl per file)
+#   curl PUT of each data file, one after the other (one curl, one
+#     connection)
 #   curl PUT of all data files at once (one curl --parallel)
-#   curl GET of each data file, one after the other, into files
-#   curl GET of all data files at once (curl --parallel), into files
+#   curl GET of each data file, one after the other, to /dev/null
+#   curl GET of all data files at once (curl --parallel), to /dev/null
+# (after the last repetition, curl fetches both copies into files, untimed,
+# and they are compared with the originals; dcp load checks every element).
 # The curl requests are signed like the plugin's (--aws-sigv4, the same
 # credentials, UNSIGNED-PAYLOAD); the credentials go to curl through a config
 # file of mode 600, never on a command line or in the output. Throughput:
@@ -53,6 +58,7 @@ die() {
 
 dcps=()
 labels=()
+queries=()
 reps=7
 warmup=1
 size=256M
@@ -66,8 +72,11 @@ while [ $# -gt 0 ]; do
 		p=${2%%=*}
 		l=${2#*=}
 		[ "$l" != "$2" ] || l=
+		q=
+		case $l in *\?*) q=${l#*\?} l=${l%%\?*} ;; esac
 		dcps+=("$p")
 		labels+=("$l")
+		queries+=("$q")
 		shift 2
 		;;
 	--reps) reps=$2; shift 2 ;;
@@ -86,10 +95,12 @@ done
 if [ ${#dcps[@]} -eq 0 ]; then
 	dcps=("${DCP:-$root/build/bin/dcp}")
 	labels=("")
+	queries=("")
 fi
 for i in "${!dcps[@]}"; do
 	[ -x "${dcps[$i]}" ] || die "${dcps[$i]} is not an executable dcp (build it, or give --dcp PATH)"
 	[ -n "${labels[$i]}" ] || labels[$i]=dcp$((i + 1))
+	case ${labels[$i]} in *[!A-Za-z0-9_.-]*) die "label '${labels[$i]}': use letters, digits, '.', '_', '-'" ;; esac
 done
 case $reps$warmup$ranks in *[!0-9]*) die "--reps, --warmup and --ranks take numbers" ;; esac
 [ "$reps" -ge 1 ] || die "--reps must be at least 1"
@@ -125,23 +136,20 @@ done
 [ -f "${files[0]}" ] || die "no data files in $tmp/ref"
 nfiles=${#files[@]}
 curl_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { printf "%d", s }')
-mkdir "$tmp/dl-single" "$tmp/dl-parallel"
 
 results=$tmp/results # lines: rep name bytes seconds
 
-dcp_url() {
-	if [ -n "$query" ]; then
-		echo "s3://$bucket/bench/$1?$query"
-	else
-		echo "s3://$bucket/bench/$1"
-	fi
+dcp_url() { # index
+	local q=$query
+	[ -z "${queries[$1]}" ] || q=${q:+$q&}${queries[$1]}
+	echo "s3://$bucket/bench/${labels[$1]}${q:+?$q}"
 }
 
 run_dcp() { # rep op index
 	local rep=$1 op=$2 i=$3 json bytes secs
 	local args=(--ranks "$ranks" --json)
 	[ "$op" = load ] || args+=(--size "$size")
-	json=$("${dcps[$i]}" "$op" "${args[@]}" "$(dcp_url "${labels[$i]}")") ||
+	json=$("${dcps[$i]}" "$op" "${args[@]}" "$(dcp_url "$i")") ||
 		die "${labels[$i]}: dcp $op failed"
 	bytes=$(echo "$json" | json_num bytes)
 	secs=$(echo "$json" | json_num seconds)
@@ -149,11 +157,16 @@ run_dcp() { # rep op index
 	echo "$rep ${labels[$i]}-$op $bytes $secs" >>"$results"
 }
 
+# Each curl command is one process: single = its transfers one after the
+# other on one connection, parallel = all at once (--parallel). Downloads go
+# to /dev/null (the strongest baseline: no destination at all); check_curl
+# fetches them once more into files, untimed, and compares the bytes.
 put_single() {
-	local f
+	local f a=()
 	for f in "${files[@]}"; do
-		curl -K "$tmp/curl.conf" -o /dev/null -T "$f" "$ep/$bucket/bench/curl-single/${f##*/}" || return 1
+		a+=(-o /dev/null -T "$f" "$ep/$bucket/bench/curl-single/${f##*/}")
 	done
+	curl -K "$tmp/curl.conf" -s "${a[@]}"
 }
 
 put_parallel() {
@@ -161,23 +174,23 @@ put_parallel() {
 	for f in "${files[@]}"; do
 		a+=(-o /dev/null -T "$f" "$ep/$bucket/bench/curl-parallel/${f##*/}")
 	done
-	curl -K "$tmp/curl.conf" --parallel --parallel-max "$nfiles" "${a[@]}"
+	curl -K "$tmp/curl.conf" -s --parallel --parallel-max "$nfiles" "${a[@]}"
 }
 
 get_single() {
-	local f
+	local f a=()
 	for f in "${files[@]}"; do
-		curl -K "$tmp/curl.conf" -o "$tmp/dl-single/${f##*/}" "$ep/$bucket/bench/curl-single/${f##*/}" ||
-			return 1
+		a+=(-o /dev/null "$ep/$bucket/bench/curl-single/${f##*/}")
 	done
+	curl -K "$tmp/curl.conf" -s "${a[@]}"
 }
 
 get_parallel() {
 	local f a=()
 	for f in "${files[@]}"; do
-		a+=(-o "$tmp/dl-parallel/${f##*/}" "$ep/$bucket/bench/curl-parallel/${f##*/}")
+		a+=(-o /dev/null "$ep/$bucket/bench/curl-parallel/${f##*/}")
 	done
-	curl -K "$tmp/curl.conf" --parallel --parallel-max "$nfiles" "${a[@]}"
+	curl -K "$tmp/curl.conf" -s --parallel --parallel-max "$nfiles" "${a[@]}"
 }
 
 run_curl() { # rep name function
@@ -188,12 +201,17 @@ run_curl() { # rep name function
 	echo "$1 $2 $curl_bytes $(elapsed "$t0" "$t1")" >>"$results"
 }
 
-check_downloads() {
+# What curl stored is what it was given: both copies, fetched back into files.
+check_curl() {
 	local f d
-	for f in "${files[@]}"; do
-		for d in dl-single dl-parallel; do
-			cmp -s "$f" "$tmp/$d/${f##*/}" || die "curl downloaded ${f##*/} ($d) with other bytes"
+	for d in single parallel; do
+		mkdir -p "$tmp/dl-$d"
+		for f in "${files[@]}"; do
+			curl -K "$tmp/curl.conf" -s -o "$tmp/dl-$d/${f##*/}" "$ep/$bucket/bench/curl-$d/${f##*/}" ||
+				die "curl could not fetch curl-$d/${f##*/} back"
+			cmp -s "$f" "$tmp/dl-$d/${f##*/}" || die "curl-$d/${f##*/} came back with other bytes"
 		done
+		rm -rf "$tmp/dl-$d"
 	done
 }
 
@@ -224,19 +242,21 @@ echo "bench/s3: ${labels[*]} vs curl; $reps reps (+$warmup warm-up), --ranks $ra
 	"$nfiles data files of $curl_bytes bytes in all; query '${query}'" >&2
 for ((r = 1; r <= warmup; r++)); do
 	one_rep "$((-r))"
-	check_downloads
 done
 : >"$results"
 for ((r = 1; r <= reps; r++)); do
 	one_rep "$r"
-	[ "$r" -gt 1 ] || check_downloads
 	echo "  rep $r/$reps done" >&2
 done
+check_curl
 
 # The table: MiB/s per contender (median, min, max), then the ratios.
 report() {
 	echo "S3 throughput against s3rver $(node -e "console.log(require('$root/tests/s3/node_modules/s3rver/package.json').version)" 2>/dev/null) at $ep, $(nproc) CPUs, $(curl --version | head -n 1 | cut -d' ' -f1-2)"
 	echo "dcp: --ranks $ranks --size $size${query:+, query $query}; curl: $nfiles files, $curl_bytes bytes; $reps interleaved reps"
+	for i in "${!dcps[@]}"; do
+		echo "  ${labels[$i]}: ${dcps[$i]} $(dcp_url "$i")"
+	done
 	awk -v labels="${labels[*]}" '
 	{ mibs = $3 / $4 / 1048576; v[$2] = v[$2] " " mibs; n[$2]++ }
 	function stats(name,   a, k, i, j, t) {

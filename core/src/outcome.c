@@ -208,7 +208,7 @@ int dcp_step_exchange(dcp_comm *comm, int coordinator, const char *step, const d
 	int crc = comm->gather(comm, coordinator, w.data, w.len, gathered);
 	dcp_wbuf_free(&w);
 	if (self == coordinator) {
-		int prc = DCP_ENOMEM;
+		int prc = crc != DCP_OK ? crc : DCP_ENOMEM;
 		if (crc == DCP_OK && gathered && replies && sendv)
 			prc = coordinate(step, gathered, n, fn, ctx, coordinator, replies);
 		if (prc != DCP_OK) {

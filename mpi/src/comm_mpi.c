@@ -35,10 +35,11 @@
  * Memory safety after a timeout: MPI may still read a send buffer after the
  * collective gave up on it (the lost peer might match the send later). So
  * every payload is sent from a buffer this comm owns (a copy of the caller's
- * data, or the received buffer that a relay forwards), and a transfer with
- * unfinished sends is kept on the comm's orphan list until MPI reports the
- * sends done. Orphans still unfinished when the comm is freed are leaked on
- * purpose: freeing them could let MPI read freed memory.
+ * data, or the received buffer that a relay forwards), and the transfers of a
+ * step with unfinished requests (sends, or receives that MPI could not cancel
+ * because a message was already arriving) are kept on the comm's orphan list
+ * until MPI reports them done. Orphans still unfinished when the comm is freed
+ * are leaked on purpose: freeing them could let MPI touch freed memory.
  *
  * A comm is used by one thread at a time (the rank's thread), like every comm.
  */
@@ -460,14 +461,13 @@ static int req_pending(MPI_Request *req)
 	return !flag;
 }
 
-/* 1 if some send of r has not finished (MPI may still read its buffer). */
-static int run_sends_pending(mc_run *r)
+/* 1 if some request of r has not finished: MPI may still read a send buffer,
+ * or write a receive buffer, of the run. */
+static int run_pending(mc_run *r)
 {
 	int pending = 0;
 	for (size_t i = 0; i < r->n; i++) {
 		mc_xfer *x = &r->x[i];
-		if (!x->send)
-			continue;
 		pending |= req_pending(&x->hreq);
 		for (size_t k = 0; k < x->npieces && x->preq != NULL; k++)
 			pending |= req_pending(&x->preq[k]);
@@ -475,13 +475,13 @@ static int run_sends_pending(mc_run *r)
 	return pending;
 }
 
-/* Frees the orphans whose sends have all finished. */
+/* Frees the orphans whose requests have all finished. */
 static void orphans_reap(mc_comm *c)
 {
 	mc_run **p = &c->orphans;
 	while (*p != NULL) {
 		mc_run *r = *p;
-		if (run_sends_pending(r)) {
+		if (run_pending(r)) {
 			p = &r->next;
 		} else {
 			*p = r->next;
@@ -490,20 +490,29 @@ static void orphans_reap(mc_comm *c)
 	}
 }
 
-static void cancel_req(MPI_Request *req)
+/*
+ * Asks MPI to cancel a receive and polls it for a moment. A receive that MPI
+ * had not matched yet is cancelled at once; one already matched to a message
+ * still arriving (e.g. from a peer that died half-way) may never finish: it
+ * is left pending, and run_end keeps its buffer (an orphan) instead of
+ * waiting for it.
+ */
+static void cancel_recv(MPI_Request *req)
 {
 	if (*req == MPI_REQUEST_NULL)
 		return;
-	/* Cancelling a receive is local: the wait returns at once. */
 	MPI_Cancel(req);
-	MPI_Wait(req, MPI_STATUS_IGNORE);
+	double until = mc_now() + 0.1;
+	int flag = 0;
+	while (MPI_Test(req, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && !flag && mc_now() < until)
+		;
 }
 
 /*
- * Ends a run. After a failure its receives are cancelled; if sends are still
- * unfinished, the run becomes an orphan (its buffers stay valid for MPI),
- * else it is freed. Received buffers still in the run are freed with it (a
- * caller that keeps one sets its x->data to NULL first).
+ * Ends a run. After a failure its receives are cancelled. If any request is
+ * still unfinished, the run becomes an orphan (its buffers stay valid for
+ * MPI), else it is freed. Received buffers still in the run are freed with it
+ * (a caller that keeps one sets its x->data to NULL first).
  */
 static void run_end(mc_comm *c, mc_run *r)
 {
@@ -513,11 +522,11 @@ static void run_end(mc_comm *c, mc_run *r)
 		mc_xfer *x = &r->x[i];
 		if (x->send || x->state == XF_DONE)
 			continue;
-		cancel_req(&x->hreq);
+		cancel_recv(&x->hreq);
 		for (size_t k = 0; k < x->npieces && x->preq != NULL; k++)
-			cancel_req(&x->preq[k]);
+			cancel_recv(&x->preq[k]);
 	}
-	if (run_sends_pending(r)) {
+	if (run_pending(r)) {
 		r->next = c->orphans;
 		c->orphans = r;
 	} else {

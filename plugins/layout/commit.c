@@ -5,7 +5,8 @@
  * The invariant kept here: a .metadata that is visible names only objects
  * that exist. So a commit checks the new save's objects before it replaces
  * .metadata, and removes the old save's objects only after; a removal takes
- * .metadata away first.
+ * .metadata away first. A commit checks and removes objects on up to the
+ * writer's `threads` threads at once (one request each on S3).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -101,18 +102,152 @@ static int data_path_ok(const char *p)
 	return dcp_layout_path_is_safe(p) && strcmp(p, DCP_LAYOUT_METADATA) != 0;
 }
 
+/*
+ * fn(arg, i, msg) for every i in [0, n), on up to nthreads threads (the
+ * caller's among them): a commit checks or removes one object per request,
+ * and on a store where a request takes a round trip (S3) they should not
+ * wait for each other. The first nonzero return stops the others from
+ * taking more and is returned, with its msg.
+ */
+typedef struct each_job {
+	size_t n;
+	atomic_size_t next;
+	atomic_int stop;
+	int (*fn)(void *arg, size_t i, dcp_msg *msg);
+	void *arg;
+	pthread_mutex_t lock; /* guards status and msg */
+	int status;
+	dcp_msg msg;
+} each_job;
+
+static void *each_thread(void *p)
+{
+	each_job *j = p;
+	dcp_msg m;
+
+	while (!atomic_load(&j->stop)) {
+		size_t i = atomic_fetch_add(&j->next, 1);
+		int rc;
+		if (i >= j->n)
+			break;
+		m.text[0] = '\0';
+		rc = j->fn(j->arg, i, &m);
+		if (rc != 0) {
+			pthread_mutex_lock(&j->lock);
+			if (j->status == 0) {
+				j->status = rc;
+				j->msg = m;
+			}
+			pthread_mutex_unlock(&j->lock);
+			atomic_store(&j->stop, 1);
+		}
+	}
+	return NULL;
+}
+
+static int run_each(size_t n, int nthreads, int (*fn)(void *arg, size_t i, dcp_msg *msg), void *arg,
+                    dcp_msg *msg)
+{
+	pthread_t th[DCP_LAYOUT_MAX_THREADS];
+	each_job j;
+	int started = 0, k;
+
+	memset(&j, 0, sizeof(j));
+	j.n = n;
+	j.fn = fn;
+	j.arg = arg;
+	atomic_init(&j.next, 0);
+	atomic_init(&j.stop, 0);
+	if (pthread_mutex_init(&j.lock, NULL) != 0) {
+		/* No lock, no threads: one at a time here. */
+		size_t i;
+		for (i = 0; i < n; i++) {
+			int rc = fn(arg, i, &j.msg);
+			if (rc != 0) {
+				if (msg != NULL)
+					*msg = j.msg;
+				return rc;
+			}
+		}
+		return 0;
+	}
+	if ((size_t)nthreads > n)
+		nthreads = (int)n;
+	if (nthreads > DCP_LAYOUT_MAX_THREADS)
+		nthreads = DCP_LAYOUT_MAX_THREADS;
+	for (k = 0; k < nthreads - 1; k++) {
+		if (pthread_create(&th[k], NULL, each_thread, &j) != 0)
+			break; /* the threads running take all the work */
+		started++;
+	}
+	(void)each_thread(&j);
+	for (k = 0; k < started; k++)
+		pthread_join(th[k], NULL);
+	pthread_mutex_destroy(&j.lock);
+	if (j.status != 0 && msg != NULL)
+		*msg = j.msg;
+	return j.status;
+}
+
+typedef struct commit_ctx {
+	layout_writer *w;
+	const char **newp, **oldp;
+	size_t nnew, nold;
+} commit_ctx;
+
+/* Object i of the new metadata exists; else the reason it cannot commit. */
+static int check_new_object(void *arg, size_t i, dcp_msg *msg)
+{
+	commit_ctx *c = arg;
+	dcp_backend *b = c->w->backend;
+	char where[1024];
+	int rc;
+
+	if (!data_path_ok(c->newp[i])) {
+		dcp_msgf(msg,
+		         "the metadata to commit at %s names '%s', which is not a valid data object "
+		         "path; nothing was committed",
+		         c->w->location, c->newp[i]);
+		return DCP_EMETADATA;
+	}
+	rc = b->ops->exists(b, c->newp[i], msg);
+	if (rc < 0)
+		return rc;
+	if (rc == 0) {
+		dcp_msgf(msg,
+		         "data object %s named by the new metadata is missing; the checkpoint at %s "
+		         "was "
+		         "not committed",
+		         b->ops->describe(b, c->newp[i], where, sizeof(where)), c->w->location);
+		return DCP_EIO;
+	}
+	return 0;
+}
+
+/* Removes object i of the old metadata unless the new one uses it. Errors
+ * are dropped: the commit is done. */
+static int remove_old_object(void *arg, size_t i, dcp_msg *msg)
+{
+	commit_ctx *c = arg;
+	dcp_backend *b = c->w->backend;
+
+	if (data_path_ok(c->oldp[i]) && !layout_paths_contain(c->newp, c->nnew, c->oldp[i]))
+		(void)b->ops->remove(b, c->oldp[i], msg);
+	return 0;
+}
+
 int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg *msg)
 {
 	layout_writer *w = (layout_writer *)sw;
 	dcp_backend *b = w->backend;
 	const char **newp = NULL, **oldp = NULL;
-	size_t nnew = 0, nold = 0, i;
+	size_t nnew = 0, nold = 0;
 	dcp_metadata *old = NULL;
 	char *json = NULL;
 	size_t len = 0;
 	int rc, found = 0;
 	dcp_msg m;
-	char where[1024];
+	commit_ctx ctx;
 
 	if (md == NULL) {
 		dcp_msgf(msg, "finish at %s: no metadata to commit", w->location);
@@ -122,28 +257,14 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	if (rc != DCP_OK)
 		return rc;
 	/* Every object the new metadata names must be there before it is. */
-	for (i = 0; i < nnew; i++) {
-		if (!data_path_ok(newp[i])) {
-			dcp_msgf(msg,
-			         "the metadata to commit at %s names '%s', which is not a valid data object "
-			         "path; nothing was committed",
-			         w->location, newp[i]);
-			rc = DCP_EMETADATA;
-			goto out;
-		}
-		rc = b->ops->exists(b, newp[i], msg);
-		if (rc < 0)
-			goto out;
-		if (rc == 0) {
-			dcp_msgf(msg,
-			         "data object %s named by the new metadata is missing; the checkpoint at %s "
-			         "was "
-			         "not committed",
-			         b->ops->describe(b, newp[i], where, sizeof(where)), w->location);
-			rc = DCP_EIO;
-			goto out;
-		}
-	}
+	ctx.w = w;
+	ctx.newp = newp;
+	ctx.nnew = nnew;
+	ctx.oldp = NULL;
+	ctx.nold = 0;
+	rc = run_each(nnew, w->options.threads, check_new_object, &ctx, msg);
+	if (rc != DCP_OK)
+		goto out;
 
 	/* The checkpoint being replaced, if any: its objects are removed after
 	 * the commit. One whose metadata does not decode is replaced too (with
@@ -180,9 +301,9 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	/* Committed. The old save's objects that the new one does not use are
 	 * garbage now; failing to remove one does not fail the save (it is
 	 * done), so errors here are dropped. */
-	for (i = 0; i < nold; i++)
-		if (data_path_ok(oldp[i]) && !layout_paths_contain(newp, nnew, oldp[i]))
-			(void)b->ops->remove(b, oldp[i], &m);
+	ctx.oldp = oldp;
+	ctx.nold = nold;
+	(void)run_each(nold, w->options.threads, remove_old_object, &ctx, NULL);
 	rc = DCP_OK;
 out:
 	free(json);

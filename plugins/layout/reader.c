@@ -3,7 +3,10 @@
  * own I/O threads. Each request is read with backend->read straight into its
  * destination: only the exact ranges asked for, never a whole object, never
  * through a buffer of ours. Requests that are adjacent both in one object and
- * in memory are merged into one read.
+ * in memory are merged into one read. A backend with read_iov (a request
+ * costs more there than a few bytes: S3) gets one read for requests that are
+ * adjacent in the object wherever their destinations are, and across gaps of
+ * up to MERGE_GAP bytes (read and dropped).
  *
  * Threads: every op runs on the rank's thread; read_data's I/O threads
  * complete the future, and close joins them.
@@ -16,12 +19,16 @@
 /* Merged reads stay below this, so that several threads can share a large
  * contiguous range. */
 #define MERGE_CAP ((uint64_t)64 << 20)
+/* With read_iov: requests at most this far apart in one object are one read. */
+#define MERGE_GAP ((uint64_t)1 << 20)
 
 typedef struct read_span {
 	char *path;   /* owned */
 	uint64_t off; /* in the object */
 	uint64_t len;
-	char *dst;
+	char *dst;             /* when ndsts is 0: len bytes go here */
+	dcp_backend_dst *dsts; /* owned; when ndsts > 0: read with read_iov into these */
+	size_t ndsts, capdsts;
 } read_span;
 
 typedef struct read_job {
@@ -43,8 +50,10 @@ static void read_job_free(read_job *job)
 {
 	size_t i;
 
-	for (i = 0; i < job->nspans && job->spans != NULL; i++)
+	for (i = 0; i < job->nspans && job->spans != NULL; i++) {
 		free(job->spans[i].path);
+		free(job->spans[i].dsts);
+	}
 	free(job->spans);
 	pthread_mutex_destroy(&job->lock);
 	free(job);
@@ -76,7 +85,10 @@ static void read_worker(void *arg)
 			break;
 		s = &job->spans[k];
 		msg.text[0] = '\0';
-		rc = b->ops->read(b, s->path, s->off, s->len, s->dst, &msg);
+		if (s->ndsts > 0)
+			rc = b->ops->read_iov(b, s->path, s->off, s->dsts, s->ndsts, &msg);
+		else
+			rc = b->ops->read(b, s->path, s->off, s->len, s->dst, &msg);
 		if (rc == DCP_ENOTFOUND) {
 			/* The metadata names it, so a missing object is damage. */
 			dcp_msgf(&msg,
@@ -154,6 +166,7 @@ static int request_span(const layout_reader *r, const dcp_read_req *q, size_t i,
 		         r->location, (unsigned long long)st->offset);
 		return DCP_ECORRUPT;
 	}
+	memset(s, 0, sizeof(*s));
 	s->path = st->path;
 	s->off = st->offset + q->offset;
 	s->len = q->length;
@@ -161,13 +174,72 @@ static int request_span(const layout_reader *r, const dcp_read_req *q, size_t i,
 	return DCP_OK;
 }
 
-/* Builds the job's spans: checked, sorted by object and offset, merged,
- * then ordered largest first. Paths are copied. */
+/* Appends a destination to span s (turning its single one into the first of
+ * a list). -1 if out of memory. */
+static int span_push(read_span *s, void *data, uint64_t len)
+{
+	if (s->ndsts == 0) {
+		s->capdsts = 8;
+		s->dsts = malloc(s->capdsts * sizeof(*s->dsts));
+		if (s->dsts == NULL)
+			return -1;
+		s->dsts[0].data = s->dst;
+		s->dsts[0].len = s->len;
+		s->ndsts = 1;
+	}
+	if (s->ndsts == s->capdsts) {
+		dcp_backend_dst *d = realloc(s->dsts, 2 * s->capdsts * sizeof(*d));
+		if (d == NULL)
+			return -1;
+		s->dsts = d;
+		s->capdsts *= 2;
+	}
+	s->dsts[s->ndsts].data = data;
+	s->dsts[s->ndsts].len = len;
+	s->ndsts++;
+	return 0;
+}
+
+/*
+ * Merges span x into prev when it may (same object, starting at or after
+ * prev's end, within MERGE_GAP with scatter, 0 without, the whole within
+ * MERGE_CAP). 1 merged, 0 not, -1 out of memory.
+ */
+static int span_merge(read_span *prev, const read_span *x, int scatter)
+{
+	uint64_t end = prev->off + prev->len, gap;
+
+	if (strcmp(prev->path, x->path) != 0 || x->off < end)
+		return 0;
+	gap = x->off - end;
+	if (gap > (scatter ? MERGE_GAP : 0) || x->off + x->len - prev->off > MERGE_CAP)
+		return 0;
+	if (gap == 0 && prev->ndsts == 0 && (uintptr_t)prev->dst + prev->len == (uintptr_t)x->dst) {
+		prev->len += x->len;
+		return 1;
+	}
+	if (!scatter)
+		return 0;
+	if (gap == 0 && prev->ndsts > 0 && prev->dsts[prev->ndsts - 1].data != NULL &&
+	    (uintptr_t)prev->dsts[prev->ndsts - 1].data + prev->dsts[prev->ndsts - 1].len ==
+	            (uintptr_t)x->dst) {
+		prev->dsts[prev->ndsts - 1].len += x->len;
+		prev->len += x->len;
+		return 1;
+	}
+	if ((gap > 0 && span_push(prev, NULL, gap) != 0) || span_push(prev, x->dst, x->len) != 0)
+		return -1;
+	prev->len = x->off + x->len - prev->off;
+	return 1;
+}
+
+/* Builds the job's spans: checked, sorted by object and offset, merged
+ * (see span_merge), then ordered largest first. Paths are copied. */
 static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req *reqs, size_t n, dcp_msg *msg)
 {
 	read_span *sp;
 	size_t i, k = 0;
-	int rc, skip;
+	int rc, skip, scatter = r->backend->ops->read_iov != NULL;
 
 	sp = malloc(n * sizeof(*sp));
 	if (sp == NULL) {
@@ -186,15 +258,17 @@ static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req 
 	qsort(sp, k, sizeof(*sp), cmp_span_pos);
 	job->nspans = 0;
 	for (i = 0; i < k; i++) {
-		read_span *prev = job->nspans > 0 ? &sp[job->nspans - 1] : NULL;
-		if (prev != NULL && strcmp(prev->path, sp[i].path) == 0 &&
-		    prev->off + prev->len == sp[i].off &&
-		    (uintptr_t)prev->dst + prev->len == (uintptr_t)sp[i].dst &&
-		    prev->len + sp[i].len <= MERGE_CAP) {
-			prev->len += sp[i].len;
-			continue;
+		int m = job->nspans > 0 ? span_merge(&sp[job->nspans - 1], &sp[i], scatter) : 0;
+		if (m < 0) {
+			for (i = 0; i < job->nspans; i++)
+				free(sp[i].dsts);
+			free(sp);
+			job->nspans = 0;
+			dcp_msgf(msg, "out of memory planning reads at %s", r->location);
+			return DCP_ENOMEM;
 		}
-		sp[job->nspans++] = sp[i];
+		if (m == 0)
+			sp[job->nspans++] = sp[i];
 	}
 	qsort(sp, job->nspans, sizeof(*sp), cmp_span_len_desc);
 	job->spans = sp;
@@ -202,6 +276,9 @@ static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req 
 		const char *p = sp[i].path;
 		sp[i].path = dcp_strdup(p);
 		if (sp[i].path == NULL) {
+			size_t j;
+			for (j = i; j < job->nspans; j++) /* not copied: only the dsts to free */
+				free(sp[j].dsts);
 			job->nspans = i; /* free only the copies made */
 			dcp_msgf(msg, "out of memory planning reads at %s", r->location);
 			return DCP_ENOMEM;

@@ -20,6 +20,8 @@
 # Every mpirun runs under timeout(1) ($DCP_MPI_TEST_LIMIT seconds, default
 # 120), so a hang fails the test instead of blocking CI. As root, Open MPI
 # needs OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM), set here. $DCP_MPIRUN names mpirun.
+# The mpirun options are Open MPI's (4.x, as in Debian 12): --oversubscribe,
+# --output-filename (one stdout/stderr file per rank), --enable-recovery.
 set -uo pipefail
 
 [ $# -ge 1 ] || {
@@ -153,10 +155,11 @@ case_save_load() {
 # protocol's stage (write_data for write_data_async) and the injected one.
 matrix_case() {
 	local op=$1 stage=$2 ranks=$3 want=$4 out=$work/mx-$1-$2-${3//[*,]/_}
-	local url="faulty+file://$work/mx?fail.$stage=$ranks"
+	local url="faulty+file://$work/mx?fail.$stage=$ranks" seed=3
+	[ "$op" = save ] && seed=9
 	step "$op, fail.$stage=$ranks: every process exits 1 and names ranks $want"
 	mpi 4 --mca orte_abort_on_non_zero_status 0 --output-filename "$out" \
-		"$ckpt" "$op" "$url" $([ "$op" = save ] && echo 9 || echo 3) >/dev/null 2>&1
+		"$ckpt" "$op" "$url" "$seed" >/dev/null 2>&1
 	per_process "$out" 4 1 "$want" "${stage%_async}"
 	local p
 	for ((p = 0; p < 4; p++)); do
@@ -253,6 +256,7 @@ case_killed_rank() {
 dcp_each() {
 	local out=$1 np=$2
 	shift 2
+	# shellcheck disable=SC2016 # the inner shell expands them
 	mpi "$np" --mca orte_abort_on_non_zero_status 0 --output-filename "$out" sh -c '"$@"; rc=$?; echo "dcp-exit=$rc"; exit $rc' sh "$bin/dcp" "$@" >/dev/null 2>&1
 }
 

@@ -33,6 +33,15 @@
  * end the whole job at once; the timeout matters when the launcher keeps the
  * job running (Open MPI: --enable-recovery), and when a peer is alive but
  * never arrives (stuck in I/O, deadlocked, cut off by the network).
+ *
+ * Differences from the thread group (dcp/sys/comm.h allows both): a rank that
+ * only sends in a collective (a gather's non-roots) does not learn of a
+ * failure on the receiving side; after a lost peer, ranks may report
+ * different codes (DCP_ETIMEOUT where they waited, DCP_ECOMM where a peer told
+ * them). Invalid arguments give DCP_EINVAL on that rank and DCP_ECOMM on the
+ * ranks that receive from it, and leave the comm usable. Memory: a rank keeps
+ * a copy of what it sends until MPI has sent it (so that giving up on a lost
+ * peer never leaves MPI reading the caller's freed buffer).
  */
 #ifndef DCP_DCP_MPI_H
 #define DCP_DCP_MPI_H
