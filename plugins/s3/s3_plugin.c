@@ -5,10 +5,10 @@
  * order, cleanup) is plugins/layout's, over the S3 backend.
  *
  * Query keys: the layout's (threads, layout, overwrite) and the backend's
- * (endpoint, region, path_style, part_size, concurrency, retries, profile,
- * config); see backends/s3/s3_backend.h for where the rest of the
- * configuration comes from. A save of a rank keeps at most
- * threads * (concurrency + 1) part buffers in memory.
+ * (endpoint, region, path_style, part_size, multipart_threshold,
+ * concurrency, retries, profile, config); see backends/s3/s3_backend.h for
+ * where the rest of the configuration comes from. A save sends the state's
+ * own buffers (the backend's write_iov): it holds no part buffers.
  *
  * The plugin keeps no state besides the host table: every writer and reader
  * reads the configuration and opens its own backend (its own connections).
