@@ -11,8 +11,16 @@
  * answers 405 or 501 to it (s3rver does) does not support abort: that is
  * reported in the message of the failure, without hiding it.
  *
+ * write_iov (at the end) is the other way in, for callers whose bytes stay in
+ * their buffers until the call returns (the layout): the object's size is
+ * known, so it is one PUT up to cfg.multipart_threshold and a multipart
+ * upload above, the body of each request read straight from the caller's
+ * buffers, with the same abort on failure.
+ *
  * Threads: append, close and abort come from one thread at a time (the
  * writer's owner); the part threads take buffers from the queue under lock.
+ * write_iov may be called from any thread; its part threads live for the
+ * call.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -43,7 +43,14 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
+usage() {
+	sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+}
+
 if [ -z "${DCP_BENCH_S3_INNER:-}" ]; then
+	for a in "$@"; do
+		case $a in -h | --help) usage; exit 0 ;; esac
+	done
 	command -v curl >/dev/null || {
 		echo "bench/s3/run.sh: curl is not installed" >&2
 		exit 1
@@ -86,7 +93,7 @@ while [ $# -gt 0 ]; do
 	--query) query=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	-h | --help)
-		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		usage
 		exit 0
 		;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -99,7 +106,7 @@ if [ ${#dcps[@]} -eq 0 ]; then
 fi
 for i in "${!dcps[@]}"; do
 	[ -x "${dcps[$i]}" ] || die "${dcps[$i]} is not an executable dcp (build it, or give --dcp PATH)"
-	[ -n "${labels[$i]}" ] || labels[$i]=dcp$((i + 1))
+	[ -n "${labels[i]}" ] || labels[i]=dcp$((i + 1))
 	case ${labels[$i]} in *[!A-Za-z0-9_.-]*) die "label '${labels[$i]}': use letters, digits, '.', '_', '-'" ;; esac
 done
 case $reps$warmup$ranks in *[!0-9]*) die "--reps, --warmup and --ranks take numbers" ;; esac
@@ -153,7 +160,9 @@ run_dcp() { # rep op index
 		die "${labels[$i]}: dcp $op failed"
 	bytes=$(echo "$json" | json_num bytes)
 	secs=$(echo "$json" | json_num seconds)
-	[ -n "$bytes" ] && [ -n "$secs" ] || die "${labels[$i]}: dcp $op --json printed no bytes/seconds"
+	if [ -z "$bytes" ] || [ -z "$secs" ]; then
+		die "${labels[$i]}: dcp $op --json printed no bytes/seconds"
+	fi
 	echo "$rep ${labels[$i]}-$op $bytes $secs" >>"$results"
 }
 
@@ -161,6 +170,15 @@ run_dcp() { # rep op index
 # other on one connection, parallel = all at once (--parallel). Downloads go
 # to /dev/null (the strongest baseline: no destination at all); check_curl
 # fetches them once more into files, untimed, and compares the bytes.
+# curl 7.88 draws its --parallel progress meter even with -s: keep stderr
+# aside, and show it only when curl fails.
+curl_parallel() {
+	curl -K "$tmp/curl.conf" -s --parallel --parallel-max "$nfiles" "$@" 2>"$tmp/curl.err" || {
+		cat "$tmp/curl.err" >&2
+		return 1
+	}
+}
+
 put_single() {
 	local f a=()
 	for f in "${files[@]}"; do
@@ -174,7 +192,7 @@ put_parallel() {
 	for f in "${files[@]}"; do
 		a+=(-o /dev/null -T "$f" "$ep/$bucket/bench/curl-parallel/${f##*/}")
 	done
-	curl -K "$tmp/curl.conf" -s --parallel --parallel-max "$nfiles" "${a[@]}"
+	curl_parallel "${a[@]}"
 }
 
 get_single() {
@@ -190,7 +208,7 @@ get_parallel() {
 	for f in "${files[@]}"; do
 		a+=(-o /dev/null "$ep/$bucket/bench/curl-parallel/${f##*/}")
 	done
-	curl -K "$tmp/curl.conf" -s --parallel --parallel-max "$nfiles" "${a[@]}"
+	curl_parallel "${a[@]}"
 }
 
 run_curl() { # rep name function
@@ -218,20 +236,20 @@ check_curl() {
 # One repetition: every saver, then every loader, in an order that rotates
 # with the repetition so that no contender always goes first or last.
 one_rep() { # rep
-	local rep=$1 n i k savers=() loaders=()
+	local rep=$1 n i k savers=() who what
 	for i in "${!dcps[@]}"; do
 		savers+=("dcp $i")
 	done
 	savers+=("curl put-single" "curl put-parallel")
 	n=${#savers[@]}
 	for ((k = 0; k < n; k++)); do
-		set -- ${savers[$(((k + rep) % n))]}
-		if [ "$1" = dcp ]; then run_dcp "$rep" save "$2"; else run_curl "$rep" "curl-$2" "${2/-/_}"; fi
+		read -r who what <<<"${savers[(((k + rep) % n) + n) % n]}"
+		if [ "$who" = dcp ]; then run_dcp "$rep" save "$what"; else run_curl "$rep" "curl-$what" "${what/-/_}"; fi
 	done
 	for ((k = 0; k < n; k++)); do
-		set -- ${savers[$(((k + rep + 1) % n))]}
-		case $1:$2 in
-		dcp:*) run_dcp "$rep" load "$2" ;;
+		read -r who what <<<"${savers[(((k + rep + 1) % n) + n) % n]}"
+		case $who:$what in
+		dcp:*) run_dcp "$rep" load "$what" ;;
 		curl:put-single) run_curl "$rep" curl-get-single get_single ;;
 		curl:put-parallel) run_curl "$rep" curl-get-parallel get_parallel ;;
 		esac
@@ -258,7 +276,20 @@ report() {
 		echo "  ${labels[$i]}: ${dcps[$i]} $(dcp_url "$i")"
 	done
 	awk -v labels="${labels[*]}" '
-	{ mibs = $3 / $4 / 1048576; v[$2] = v[$2] " " mibs; n[$2]++ }
+	{ mibs = $3 / $4 / 1048576; v[$2] = v[$2] " " mibs; n[$2]++; at[$1, $2] = mibs; reps[$1] = 1 }
+	# Per repetition: dcp over the better curl of the same repetition.
+	function rep_range(label, op, put_or_get,   r, c, x, lo_, hi_, first) {
+		first = 1
+		for (r in reps) {
+			c = at[r, "curl-" put_or_get "-single"]
+			if (at[r, "curl-" put_or_get "-parallel"] > c) c = at[r, "curl-" put_or_get "-parallel"]
+			x = at[r, label "-" op] / c
+			if (first || x < lo_) lo_ = x
+			if (first || x > hi_) hi_ = x
+			first = 0
+		}
+		return sprintf("%.2f..%.2f", lo_, hi_)
+	}
 	function stats(name,   a, k, i, j, t) {
 		k = split(substr(v[name], 2), a, " ")
 		for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -277,7 +308,7 @@ report() {
 		bl = med["curl-get-single"] > med["curl-get-parallel"] ? med["curl-get-single"] : med["curl-get-parallel"]
 		printf "baseline (better curl median): put %.1f MiB/s, get %.1f MiB/s\n", bs, bl
 		for (i = 1; i <= nl; i++)
-			printf "ratio %s/curl: save %.2f  load %.2f   (aim: at least 0.9)\n", L[i], med[L[i] "-save"] / bs, med[L[i] "-load"] / bl
+			printf "ratio %s/curl: save %.2f  load %.2f   (aim: at least 0.9; per repetition: save %s, load %s)\n", L[i], med[L[i] "-save"] / bs, med[L[i] "-load"] / bl, rep_range(L[i], "save", "put"), rep_range(L[i], "load", "get")
 	}' "$results"
 }
 if [ -n "$out" ]; then
