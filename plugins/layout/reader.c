@@ -29,6 +29,9 @@ typedef struct read_span {
 	char *dst;             /* when ndsts is 0: len bytes go here */
 	dcp_backend_dst *dsts; /* owned; when ndsts > 0: read with read_iov into these */
 	size_t ndsts, capdsts;
+	size_t req;            /* index of the first request this span reads */
+	size_t *more_reqs;     /* owned: the other requests merged into it */
+	size_t nmore, capmore;
 } read_span;
 
 typedef struct read_job {
@@ -53,6 +56,7 @@ static void read_job_free(read_job *job)
 	for (i = 0; i < job->nspans && job->spans != NULL; i++) {
 		free(job->spans[i].path);
 		free(job->spans[i].dsts);
+		free(job->spans[i].more_reqs);
 	}
 	free(job->spans);
 	pthread_mutex_destroy(&job->lock);
@@ -68,6 +72,20 @@ static void read_job_fail(read_job *job, int rc, const dcp_msg *msg)
 	}
 	pthread_mutex_unlock(&job->lock);
 	atomic_store(&job->stop, 1);
+}
+
+/* Tells the core that the requests of span s have their bytes (host
+ * version 3), so that it verifies them here, on this I/O thread. */
+static void span_done(const read_job *job, const read_span *s)
+{
+	const dcp_host *h = job->host;
+	size_t i;
+
+	if (h->version < 3 || h->read_request_done == NULL)
+		return;
+	h->read_request_done(job->fut, s->req);
+	for (i = 0; i < s->nmore; i++)
+		h->read_request_done(job->fut, s->more_reqs[i]);
 }
 
 static void read_worker(void *arg)
@@ -101,6 +119,8 @@ static void read_worker(void *arg)
 		}
 		if (rc != DCP_OK)
 			read_job_fail(job, rc, &msg);
+		else
+			span_done(job, s);
 	}
 }
 
@@ -167,6 +187,7 @@ static int request_span(const layout_reader *r, const dcp_read_req *q, size_t i,
 		return DCP_ECORRUPT;
 	}
 	memset(s, 0, sizeof(*s));
+	s->req = i;
 	s->path = st->path;
 	s->off = st->offset + q->offset;
 	s->len = q->length;
@@ -200,6 +221,21 @@ static int span_push(read_span *s, void *data, uint64_t len)
 	return 0;
 }
 
+/* Records that prev also reads x's request. -1 if out of memory. */
+static int span_add_req(read_span *prev, const read_span *x)
+{
+	if (prev->nmore == prev->capmore) {
+		size_t cap = prev->capmore ? 2 * prev->capmore : 8;
+		size_t *m = realloc(prev->more_reqs, cap * sizeof(*m));
+		if (m == NULL)
+			return -1;
+		prev->more_reqs = m;
+		prev->capmore = cap;
+	}
+	prev->more_reqs[prev->nmore++] = x->req;
+	return 0;
+}
+
 /*
  * Merges span x into prev when it may (same object, starting at or after
  * prev's end, within MERGE_GAP with scatter, 0 without, the whole within
@@ -215,6 +251,8 @@ static int span_merge(read_span *prev, const read_span *x, int scatter)
 	if (gap > (scatter ? MERGE_GAP : 0) || x->off + x->len - prev->off > MERGE_CAP)
 		return 0;
 	if (gap == 0 && prev->ndsts == 0 && (uintptr_t)prev->dst + prev->len == (uintptr_t)x->dst) {
+		if (span_add_req(prev, x) != 0)
+			return -1;
 		prev->len += x->len;
 		return 1;
 	}
@@ -223,11 +261,14 @@ static int span_merge(read_span *prev, const read_span *x, int scatter)
 	if (gap == 0 && prev->ndsts > 0 && prev->dsts[prev->ndsts - 1].data != NULL &&
 	    (uintptr_t)prev->dsts[prev->ndsts - 1].data + prev->dsts[prev->ndsts - 1].len ==
 	            (uintptr_t)x->dst) {
+		if (span_add_req(prev, x) != 0)
+			return -1;
 		prev->dsts[prev->ndsts - 1].len += x->len;
 		prev->len += x->len;
 		return 1;
 	}
-	if ((gap > 0 && span_push(prev, NULL, gap) != 0) || span_push(prev, x->dst, x->len) != 0)
+	if (span_add_req(prev, x) != 0 || (gap > 0 && span_push(prev, NULL, gap) != 0) ||
+	    span_push(prev, x->dst, x->len) != 0)
 		return -1;
 	prev->len = x->off + x->len - prev->off;
 	return 1;
@@ -260,8 +301,10 @@ static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req 
 	for (i = 0; i < k; i++) {
 		int m = job->nspans > 0 ? span_merge(&sp[job->nspans - 1], &sp[i], scatter) : 0;
 		if (m < 0) {
-			for (i = 0; i < job->nspans; i++)
+			for (i = 0; i < job->nspans; i++) {
 				free(sp[i].dsts);
+				free(sp[i].more_reqs);
+			}
 			free(sp);
 			job->nspans = 0;
 			dcp_msgf(msg, "out of memory planning reads at %s", r->location);
@@ -277,8 +320,10 @@ static int plan_reads(const layout_reader *r, read_job *job, const dcp_read_req 
 		sp[i].path = dcp_strdup(p);
 		if (sp[i].path == NULL) {
 			size_t j;
-			for (j = i; j < job->nspans; j++) /* not copied: only the dsts to free */
+			for (j = i; j < job->nspans; j++) { /* not copied: only the lists to free */
 				free(sp[j].dsts);
+				free(sp[j].more_reqs);
+			}
 			job->nspans = i; /* free only the copies made */
 			dcp_msgf(msg, "out of memory planning reads at %s", r->location);
 			return DCP_ENOMEM;
