@@ -17,7 +17,7 @@ set -euo pipefail
 build_pkgs=(cmake make gcc libc6-dev pkg-config libcjson-dev libcriterion-dev libisal-dev libxxhash-dev
 	libcurl4-openssl-dev libxml2-dev libopenmpi-dev openmpi-bin)
 # clang and its runtime: sanitizer and fuzzing builds with clang.
-test_pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev binutils libs3-dev)
+test_pkgs=("${build_pkgs[@]}" clang clang-format libclang-rt-14-dev binutils libs3-dev)
 
 usage() {
 	echo "usage: $0 build|test  or  $0 --list build|test" >&2

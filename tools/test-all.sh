@@ -24,6 +24,11 @@ done_step() { summary+=("$(printf '%-44s %4ds' "$1" $((SECONDS - $2)))"); }
 step "packages"
 tools/deps.sh test
 
+step "formatting (one .clang-format for all C code)"
+t=$SECONDS
+git ls-files '*.c' '*.h' 2>/dev/null | xargs -r clang-format --dry-run -Werror
+done_step "clang-format" "$t"
+
 # configure_build_test DIR LABEL CMAKE-ARGS...
 configure_build_test() {
 	local dir=$1 label=$2 t=$SECONDS

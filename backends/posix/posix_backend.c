@@ -192,8 +192,9 @@ static int px_writer_append(dcp_backend_writer *bw, const void *data, uint64_t l
 		int e = write_all(w->fd, p, n);
 		if (e != 0) {
 			char eb[128];
-			dcp_msgf(msg, "cannot write %llu bytes at offset %llu of %s: %s", (unsigned long long)n,
-			         (unsigned long long)w->written, w->full, errtext(e, eb, sizeof(eb)));
+			dcp_msgf(msg, "cannot write %llu bytes at offset %llu of %s: %s",
+			         (unsigned long long)n, (unsigned long long)w->written, w->full,
+			         errtext(e, eb, sizeof(eb)));
 			return e == ENOMEM ? DCP_ENOMEM : DCP_EIO;
 		}
 		w->written += n;

@@ -41,7 +41,8 @@ int dcp_box_equal(int ndim, const uint64_t *a_off, const uint64_t *a_sz, const u
 }
 
 /* Row-major linear index, within a chunk, of the element at global coords. */
-static uint64_t linear_index(int ndim, const uint64_t *chunk_off, const uint64_t *chunk_sz, const uint64_t *at)
+static uint64_t linear_index(int ndim, const uint64_t *chunk_off, const uint64_t *chunk_sz,
+                             const uint64_t *at)
 {
 	uint64_t idx = 0;
 	for (int d = 0; d < ndim; d++)
@@ -49,8 +50,9 @@ static uint64_t linear_index(int ndim, const uint64_t *chunk_off, const uint64_t
 	return idx;
 }
 
-void dcp_box_byte_range(int ndim, const uint64_t *chunk_off, const uint64_t *chunk_sz, const uint64_t *box_off,
-                        const uint64_t *box_sz, uint64_t elem, uint64_t *first, uint64_t *end)
+void dcp_box_byte_range(int ndim, const uint64_t *chunk_off, const uint64_t *chunk_sz,
+                        const uint64_t *box_off, const uint64_t *box_sz, uint64_t elem, uint64_t *first,
+                        uint64_t *end)
 {
 	uint64_t last[DCP_MAX_DIMS];
 	for (int d = 0; d < ndim; d++)

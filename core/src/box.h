@@ -25,8 +25,9 @@ int dcp_box_equal(int ndim, const uint64_t *a_off, const uint64_t *a_sz, const u
  * The byte range [*first, *end) of a chunk (row-major, `elem` bytes per
  * element) that holds every element of `box` (which lies inside the chunk).
  */
-void dcp_box_byte_range(int ndim, const uint64_t *chunk_off, const uint64_t *chunk_sz, const uint64_t *box_off,
-                        const uint64_t *box_sz, uint64_t elem, uint64_t *first, uint64_t *end);
+void dcp_box_byte_range(int ndim, const uint64_t *chunk_off, const uint64_t *chunk_sz,
+                        const uint64_t *box_off, const uint64_t *box_sz, uint64_t elem, uint64_t *first,
+                        uint64_t *end);
 
 /*
  * Copies the elements of `box` from a source chunk to a destination chunk.

@@ -81,7 +81,8 @@ static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
 		dcp_fail_msg(f, rc, "read_metadata", &msg);
 		return;
 	}
-	rc = ops->set_up_storage_reader(l->reader, l->md, l->rank == l->opts.coordinator, l->rank, l->size, &msg);
+	rc = ops->set_up_storage_reader(l->reader, l->md, l->rank == l->opts.coordinator, l->rank, l->size,
+	                                &msg);
 	if (rc != DCP_OK) {
 		dcp_fail_msg(f, rc, "set_up_storage_reader", &msg);
 		return;
@@ -151,10 +152,10 @@ typedef struct pending_read {
 	uint64_t first, end; /* byte range of the stored chunk being read */
 	void *buf;           /* staging (owned) or the destination itself */
 	int direct;
-	void *dst;           /* destination chunk, for tensors */
+	void *dst; /* destination chunk, for tensors */
 	uint64_t dst_off[DCP_MAX_DIMS], dst_sz[DCP_MAX_DIMS];
-	int verified;        /* checked on a plugin thread (read_request_done) */
-	int verify_status;   /* its outcome */
+	int verified;      /* checked on a plugin thread (read_request_done) */
+	int verify_status; /* its outcome */
 } pending_read;
 
 static void chunk_text(char *buf, size_t len, const dcp_md_item *mi, const dcp_md_chunk *c)
@@ -188,11 +189,15 @@ static int verify(const load_run *l, const pending_read *p, dcp_msg *msg)
 			char where[300] = "";
 			if (p->mi->type == DCP_ITEM_TENSOR)
 				chunk_text(where, sizeof(where), p->mi, p->chunk);
-			dcp_msgf(msg, "checksum mismatch in '%s'%s%s%s: object '%s' bytes [%llu, %llu) do not match "
-			              "the checkpoint's metadata: the checkpoint is damaged; restore it from another "
-			              "copy or save it again (or load with verify=0 at your own risk)",
-			         p->mi->key, where[0] ? " (chunk at " : "", where, where[0] ? ")" : "", si->path,
-			         (unsigned long long)(si->offset + start), (unsigned long long)(si->offset + start + blen));
+			dcp_msgf(msg,
+			         "checksum mismatch in '%s'%s%s%s: object '%s' bytes [%llu, %llu) do not "
+			         "match "
+			         "the checkpoint's metadata: the checkpoint is damaged; restore it from "
+			         "another "
+			         "copy or save it again (or load with verify=0 at your own risk)",
+			         p->mi->key, where[0] ? " (chunk at " : "", where, where[0] ? ")" : "",
+			         si->path, (unsigned long long)(si->offset + start),
+			         (unsigned long long)(si->offset + start + blen));
 			return DCP_ECORRUPT;
 		}
 	}
@@ -220,7 +225,8 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 		p->first = 0;
 		p->end = si->length;
 	} else {
-		int rc = l->planner.resolve_tensor(l->planner.ctx, l->state, it, &p->dst, p->dst_off, p->dst_sz, msg);
+		int rc = l->planner.resolve_tensor(l->planner.ctx, l->state, it, &p->dst, p->dst_off,
+		                                   p->dst_sz, msg);
 		if (rc != DCP_OK)
 			return rc;
 		int nd = p->mi->ndim;
@@ -232,7 +238,8 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 		} else {
 			/* A custom planner may change boxes: never copy outside the
 			 * stored chunk or the destination chunk. */
-			if (!box_inside(nd, it->box_offsets, it->box_sizes, p->chunk->offsets, p->chunk->sizes) ||
+			if (!box_inside(nd, it->box_offsets, it->box_sizes, p->chunk->offsets,
+			                p->chunk->sizes) ||
 			    !box_inside(nd, it->box_offsets, it->box_sizes, p->dst_off, p->dst_sz)) {
 				char box[300], where[300], dst[300];
 				dcp_md_chunk b, d;
@@ -243,13 +250,16 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 				chunk_text(box, sizeof(box), p->mi, &b);
 				chunk_text(where, sizeof(where), p->mi, p->chunk);
 				chunk_text(dst, sizeof(dst), p->mi, &d);
-				dcp_msgf(msg, "read item for '%s': box (%s) is empty or not inside the stored chunk (%s) "
-				              "and the destination chunk (%s): the load planner made an invalid plan",
+				dcp_msgf(msg,
+				         "read item for '%s': box (%s) is empty or not inside the stored "
+				         "chunk (%s) "
+				         "and the destination chunk (%s): the load planner made an invalid "
+				         "plan",
 				         p->mi->key, box, where, dst);
 				return DCP_EPLAN;
 			}
-			dcp_box_byte_range(nd, p->chunk->offsets, p->chunk->sizes, it->box_offsets, it->box_sizes, elem,
-			                   &p->first, &p->end);
+			dcp_box_byte_range(nd, p->chunk->offsets, p->chunk->sizes, it->box_offsets,
+			                   it->box_sizes, elem, &p->first, &p->end);
 			p->direct = dcp_box_equal(nd, it->box_offsets, it->box_sizes, p->chunk->offsets,
 			                          p->chunk->sizes) &&
 			            dcp_box_equal(nd, it->box_offsets, it->box_sizes, p->dst_off, p->dst_sz);
@@ -311,12 +321,14 @@ static void name_keys_of_object(const pending_read *ps, size_t n, dcp_msg *msg)
 	const dcp_storage_info *si = &first->chunk->storage;
 	size_t used = strlen(msg->text);
 	if (others == 0)
-		snprintf(msg->text + used, sizeof(msg->text) - used, " (reading '%s': bytes [%llu, %llu) of %s)",
-		         first->mi->key, (unsigned long long)(si->offset + first->first),
+		snprintf(msg->text + used, sizeof(msg->text) - used,
+		         " (reading '%s': bytes [%llu, %llu) of %s)", first->mi->key,
+		         (unsigned long long)(si->offset + first->first),
 		         (unsigned long long)(si->offset + first->end), si->path);
 	else
 		snprintf(msg->text + used, sizeof(msg->text) - used,
-		         " (reading '%s' and %zu other key(s) stored in %s)", first->mi->key, others, si->path);
+		         " (reading '%s' and %zu other key(s) stored in %s)", first->mi->key, others,
+		         si->path);
 }
 
 /* What read_request_done needs to verify one request of a batch. */
@@ -387,7 +399,9 @@ static int check_plan_indexes(const load_run *l, dcp_msg *msg)
 		const dcp_read_item *it = &l->final_plan.items[i];
 		if (it->md_item >= l->md->nitems || it->md_chunk >= l->md->items[it->md_item].nchunks ||
 		    it->entry >= ne) {
-			dcp_msgf(msg, "read item %zu of the final plan points outside the metadata or the state", i);
+			dcp_msgf(msg,
+			         "read item %zu of the final plan points outside the metadata or the state",
+			         i);
 			return DCP_EPLAN;
 		}
 	}
@@ -434,8 +448,9 @@ static void read_local(load_run *l, const dcp_buf *plan_reply, dcp_local_failure
 		if (!p->direct) {
 			p->buf = malloc(need ? need : 1);
 			if (p->buf == NULL) {
-				dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory staging %llu bytes of '%s'",
-				         (unsigned long long)need, p->mi->key);
+				dcp_fail(f, DCP_ENOMEM, "read_data",
+				         "out of memory staging %llu bytes of '%s'", (unsigned long long)need,
+				         p->mi->key);
 				break;
 			}
 			staged += need;
@@ -482,11 +497,13 @@ static int check_args(const dcp_state *state, const char *url, dcp_comm *comm, c
 	(void)state;
 	(void)url;
 	if (o->version < 1 || o->version > DCP_LOAD_OPTIONS_VERSION)
-		problem = "options.version is not DCP_LOAD_OPTIONS_VERSION (initialise with DCP_LOAD_OPTIONS_INIT)";
+		problem = "options.version is not DCP_LOAD_OPTIONS_VERSION (initialise with "
+		          "DCP_LOAD_OPTIONS_INIT)";
 	else if (o->coordinator < 0 || o->coordinator >= comm->size(comm))
 		problem = "options.coordinator is not a rank of the comm";
 	else if (o->planner != NULL && o->planner->version != DCP_LOAD_PLANNER_VERSION)
-		problem = "options.planner->version is not DCP_LOAD_PLANNER_VERSION (set it when filling the planner's slots)";
+		problem = "options.planner->version is not DCP_LOAD_PLANNER_VERSION (set it when filling the "
+		          "planner's slots)";
 	if (problem == NULL)
 		return DCP_OK;
 	dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_load", "dcp_load: %s", problem));
@@ -527,10 +544,12 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 	dcp_load_plan local = {0};
 	dcp_wbuf w = {0};
 	if (state == NULL)
-		dcp_fail(&f, DCP_EINVAL, "dcp_load", "dcp_load: state is NULL on this rank: every rank passes its own "
+		dcp_fail(&f, DCP_EINVAL, "dcp_load",
+		         "dcp_load: state is NULL on this rank: every rank passes its own "
 		         "state (an empty one if it holds nothing)");
 	else if (url == NULL)
-		dcp_fail(&f, DCP_EINVAL, "dcp_load", "dcp_load: url is NULL on this rank: every rank passes the same "
+		dcp_fail(&f, DCP_EINVAL, "dcp_load",
+		         "dcp_load: url is NULL on this rank: every rank passes the same "
 		         "checkpoint id");
 	else if (rc != DCP_OK)
 		dcp_fail_msg(&f, rc, "validate_checkpoint_id", &msg);
@@ -539,7 +558,8 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 	if (f.code == DCP_OK) {
 		dcp_load_plan_encode(&local, &w);
 		if (w.failed)
-			dcp_fail(&f, DCP_ENOMEM, "create_local_plan", "out of memory encoding the local plan");
+			dcp_fail(&f, DCP_ENOMEM, "create_local_plan",
+			         "out of memory encoding the local plan");
 	}
 	dcp_step_local mine = {f.code, f.stage, f.msg.text, w.data, w.len};
 	dcp_buf reply = {0};
@@ -582,7 +602,8 @@ int dcp_read_metadata(const char *url, dcp_registry *reg, dcp_metadata **out, dc
 	dcp_plugin *p = NULL;
 	char *canon = NULL;
 	if (out == NULL) {
-		dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_read_metadata", "dcp_read_metadata: out is NULL"));
+		dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_read_metadata",
+		                                   "dcp_read_metadata: out is NULL"));
 		return DCP_EINVAL;
 	}
 	*out = NULL;
@@ -615,7 +636,8 @@ int dcp_read_metadata(const char *url, dcp_registry *reg, dcp_metadata **out, dc
 	if (rc != DCP_OK) {
 		dcp_metadata_free(*out);
 		*out = NULL;
-		dcp_error_set(err, dcp_error_local(rc, stage, "%s", msg.text[0] ? msg.text : dcp_strerror(rc)));
+		dcp_error_set(err,
+		              dcp_error_local(rc, stage, "%s", msg.text[0] ? msg.text : dcp_strerror(rc)));
 	}
 	return rc;
 }

@@ -153,8 +153,10 @@ static int check_entry(const dcp_state_entry *e, const dcp_md_item *mi, dcp_msg 
 		uint64_t stored = mi->nchunks == 1 ? mi->chunks[0].storage.length : 0;
 		const dcp_state_chunk *c = &e->chunks[0];
 		if (c->data != NULL && stored > c->nbytes) {
-			dcp_msgf(msg, "bytes item '%s' is %llu bytes in the checkpoint but the buffer holds %llu: pass a "
-			              "larger buffer, or NULL to let libdcp allocate",
+			dcp_msgf(msg,
+			         "bytes item '%s' is %llu bytes in the checkpoint but the buffer holds %llu: "
+			         "pass a "
+			         "larger buffer, or NULL to let libdcp allocate",
 			         e->key, (unsigned long long)stored, (unsigned long long)c->nbytes);
 			return DCP_EMISMATCH;
 		}
@@ -189,9 +191,11 @@ int dcp_default_load_create_local_plan(void *ctx, const dcp_state *state, const 
 		if (mi == NULL) {
 			if (opts->partial)
 				continue;
-			dcp_msgf(msg, "key '%s' is not in the checkpoint (it has %zu keys): check the key, or load "
-			              "with partial=1 to skip keys the checkpoint lacks",
-			         e->key, md->nitems);
+			dcp_msgf(
+			        msg,
+			        "key '%s' is not in the checkpoint (it has %zu keys): check the key, or load "
+			        "with partial=1 to skip keys the checkpoint lacks",
+			        e->key, md->nitems);
 			dcp_load_plan_clear(out);
 			return DCP_ENOTFOUND;
 		}

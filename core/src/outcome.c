@@ -107,8 +107,9 @@ static int decode_reply(const dcp_buf *b, dcp_buf *reply, dcp_error **err, int s
 	}
 	if (r.failed || kind != REPLY_ERROR) {
 		dcp_error_free(e);
-		dcp_error_set(err, dcp_error_local(DCP_ECOMM, "comm", "rank %d received a malformed reply from the "
-		                                                      "coordinator",
+		dcp_error_set(err, dcp_error_local(DCP_ECOMM, "comm",
+		                                   "rank %d received a malformed reply from the "
+		                                   "coordinator",
 		                                   self));
 		return DCP_ECOMM;
 	}
@@ -223,8 +224,9 @@ int dcp_step_exchange(dcp_comm *comm, int coordinator, const char *step, const d
 						dcp_wbuf_free(&replies[r]);
 				memset(replies, 0, (size_t)n * sizeof(*replies));
 				encode_error(&replies[0], step, NULL, n, coordinator, "coordinate", prc,
-				             crc != DCP_OK ? "the coordinator could not gather every rank's outcome"
-				                           : "out of memory on the coordinator");
+				             crc != DCP_OK
+				                     ? "the coordinator could not gather every rank's outcome"
+				                     : "out of memory on the coordinator");
 				for (int r = 1; r < n; r++)
 					replies[r] = replies[0];
 			}
@@ -254,8 +256,9 @@ int dcp_step_exchange(dcp_comm *comm, int coordinator, const char *step, const d
 		int code = crc != DCP_OK ? crc : src;
 		dcp_error *e = dcp_error_new(step);
 		if (e != NULL)
-			dcp_error_add(e, self, "comm", code,
-			              "a collective operation failed on this rank; other ranks may have stopped");
+			dcp_error_add(
+			        e, self, "comm", code,
+			        "a collective operation failed on this rank; other ranks may have stopped");
 		dcp_error_set(err, e);
 		return code;
 	}

@@ -30,7 +30,10 @@ static const struct {
 	const char *scheme;
 	const char *plugin;
 } builtin_schemes[] = {
-	{"file", "fs"}, {"mem", "mem"}, {"faulty", "faulty"}, {"s3", "s3"},
+        {"file", "fs"},
+        {"mem", "mem"},
+        {"faulty", "faulty"},
+        {"s3", "s3"},
 };
 
 static int add_dir(dcp_registry *reg, const char *dir, size_t len)
@@ -156,14 +159,16 @@ static int read_conf(dcp_registry *reg)
 		if (err == ENOMEM)
 			return DCP_ENOMEM;
 		if (env && *env)
-			set_conf_error(reg, dcp_asprintf("conf file %s (from $DCP_CONF) could not be read: %s",
-			                                  path, strerror(err)));
+			set_conf_error(reg,
+			               dcp_asprintf("conf file %s (from $DCP_CONF) could not be read: %s",
+			                            path, strerror(err)));
 		return DCP_OK;
 	}
 	cJSON *root = cJSON_Parse(text);
 	free(text);
 	if (root == NULL || !cJSON_IsObject(root)) {
-		set_conf_error(reg, dcp_asprintf("conf file %s is not a JSON object: fix or remove it", path));
+		set_conf_error(reg,
+		               dcp_asprintf("conf file %s is not a JSON object: fix or remove it", path));
 		cJSON_Delete(root);
 		return DCP_OK;
 	}

@@ -153,8 +153,9 @@ static int register_locked(dcp_registry *reg, dcp_plugin *p, void *dl, const cha
 		goto fail_nodestroy;
 	}
 	if (p->version != DCP_PLUGIN_ABI_VERSION) {
-		dcp_msgf(msg, "invalid ABI version %u on plugin %s (this libdcp supports version %d): rebuild the "
-		              "plugin against this libdcp",
+		dcp_msgf(msg,
+		         "invalid ABI version %u on plugin %s (this libdcp supports version %d): rebuild the "
+		         "plugin against this libdcp",
 		         p->version, path, DCP_PLUGIN_ABI_VERSION);
 		rc = DCP_EVERSION;
 		goto fail;
@@ -164,7 +165,8 @@ static int register_locked(dcp_registry *reg, dcp_plugin *p, void *dl, const cha
 		goto fail;
 	}
 	if ((missing = slot_missing(p)) != NULL) {
-		dcp_msgf(msg, "plugin '%s' (%s) is incomplete: required slot '%s' is NULL", p->name, path, missing);
+		dcp_msgf(msg, "plugin '%s' (%s) is incomplete: required slot '%s' is NULL", p->name, path,
+		         missing);
 		goto fail;
 	}
 	if (p->schemes == NULL || p->schemes[0] == NULL) {
@@ -174,8 +176,9 @@ static int register_locked(dcp_registry *reg, dcp_plugin *p, void *dl, const cha
 	for (const char *const *s = p->schemes; *s != NULL; s++) {
 		dcp_registry_entry *other = find_scheme_locked(reg, *s);
 		if (other != NULL) {
-			dcp_msgf(msg, "scheme '%s' of plugin '%s' (%s) is already registered by plugin '%s' (%s): "
-			              "a scheme can have only one plugin",
+			dcp_msgf(msg,
+			         "scheme '%s' of plugin '%s' (%s) is already registered by plugin '%s' (%s): "
+			         "a scheme can have only one plugin",
 			         *s, p->name, path, other->plugin->name, other->path);
 			goto fail;
 		}
@@ -265,8 +268,9 @@ int dcp_registry_load(dcp_registry *reg, const char *so_path, dcp_error **err)
 {
 	dcp_msg msg = {{0}};
 	if (reg == NULL || so_path == NULL || so_path[0] == '\0') {
-		dcp_error_set(err, dcp_error_local(DCP_EINVAL, "registry",
-		                                   "dcp_registry_load: registry and plugin path are required"));
+		dcp_error_set(err,
+		              dcp_error_local(DCP_EINVAL, "registry",
+		                              "dcp_registry_load: registry and plugin path are required"));
 		return DCP_EINVAL;
 	}
 	pthread_mutex_lock(&reg->mu);
@@ -281,8 +285,9 @@ int dcp_registry_add(dcp_registry *reg, dcp_plugin_entry_fn entry, dcp_error **e
 {
 	dcp_msg msg = {{0}};
 	if (reg == NULL || entry == NULL) {
-		dcp_error_set(err, dcp_error_local(DCP_EINVAL, "registry",
-		                                   "dcp_registry_add: registry and entry function are required"));
+		dcp_error_set(err,
+		              dcp_error_local(DCP_EINVAL, "registry",
+		                              "dcp_registry_add: registry and entry function are required"));
 		return DCP_EINVAL;
 	}
 	pthread_mutex_lock(&reg->mu);
@@ -427,7 +432,8 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 {
 	*out = NULL;
 	if (id == NULL || id[0] == '\0') {
-		dcp_msgf(msg, "checkpoint id is empty: give a URL such as file:///path/to/ckpt or mem://name");
+		dcp_msgf(msg,
+		         "checkpoint id is empty: give a URL such as file:///path/to/ckpt or mem://name");
 		return DCP_EID;
 	}
 	const char *sep = strstr(id, "://");
@@ -446,8 +452,9 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 		} else {
 			char cwd[PATH_MAX];
 			if (getcwd(cwd, sizeof(cwd)) == NULL) {
-				dcp_msgf(msg, "checkpoint id '%s' is a relative path but the current directory is "
-				              "unknown (%s): give an absolute path",
+				dcp_msgf(msg,
+				         "checkpoint id '%s' is a relative path but the current directory is "
+				         "unknown (%s): give an absolute path",
 				         id, strerror(errno));
 				free(path);
 				return DCP_EID;
@@ -457,12 +464,14 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 				rel += 2;
 			if (strcmp(rel, ".") == 0)
 				rel = "";
-			*out = strcmp(cwd, "/") == 0 ? dcp_asprintf("file:///%s", rel)
-			                             : dcp_asprintf("file://%s%s%s", cwd, rel[0] ? "/" : "", rel);
+			*out = strcmp(cwd, "/") == 0
+			               ? dcp_asprintf("file:///%s", rel)
+			               : dcp_asprintf("file://%s%s%s", cwd, rel[0] ? "/" : "", rel);
 		}
 		free(path);
 	} else if (sep == id) {
-		dcp_msgf(msg, "checkpoint id '%s' has no scheme before '://' (e.g. file://, mem://, s3://)", id);
+		dcp_msgf(msg, "checkpoint id '%s' has no scheme before '://' (e.g. file://, mem://, s3://)",
+		         id);
 		return DCP_EID;
 	} else if ((size_t)(sep - id) == 4 && strncasecmp(id, "file", 4) == 0 &&
 	           (strncmp(sep + 3, "./", 2) == 0 || strncmp(sep + 3, "../", 3) == 0 ||
@@ -475,8 +484,10 @@ int dcp_url_canonical(const char *id, char **out, dcp_msg *msg)
 			int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			         (p > id && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
 			if (!ok) {
-				dcp_msgf(msg, "checkpoint id '%s' has an invalid scheme '%.*s': a scheme is a letter "
-				              "followed by letters, digits, '+', '-' or '.'",
+				dcp_msgf(msg,
+				         "checkpoint id '%s' has an invalid scheme '%.*s': a scheme is a "
+				         "letter "
+				         "followed by letters, digits, '+', '-' or '.'",
 				         id, (int)(sep - id), id);
 				return DCP_EID;
 			}
@@ -562,14 +573,17 @@ static int plugin_for_scheme_locked(dcp_registry *reg, const char *scheme, dcp_p
 	char dirs[600];
 	describe_search(reg, dirs, sizeof(dirs));
 	if (mapped != NULL)
-		dcp_msgf(msg, "no plugin for scheme '%s': it is served by plugin '%s' (dcp-%s.so), which was not "
-		              "found in: %s; build or install it, or set DCP_PLUGIN_PATH%s%s",
+		dcp_msgf(msg,
+		         "no plugin for scheme '%s': it is served by plugin '%s' (dcp-%s.so), which was not "
+		         "found in: %s; build or install it, or set DCP_PLUGIN_PATH%s%s",
 		         scheme, mapped, mapped, dirs, reg->conf_error ? "; note: " : "",
 		         reg->conf_error ? reg->conf_error : "");
 	else
-		dcp_msgf(msg, "no plugin for scheme '%s' (searched: %s); known schemes: file, mem, s3, "
-		              "faulty+<scheme>%s%s",
-		         scheme, dirs, reg->conf_error ? "; note: " : "", reg->conf_error ? reg->conf_error : "");
+		dcp_msgf(msg,
+		         "no plugin for scheme '%s' (searched: %s); known schemes: file, mem, s3, "
+		         "faulty+<scheme>%s%s",
+		         scheme, dirs, reg->conf_error ? "; note: " : "",
+		         reg->conf_error ? reg->conf_error : "");
 	return DCP_ENOPLUGIN;
 }
 
@@ -625,7 +639,8 @@ int dcp_registry_resolve(dcp_registry *reg, const char *url, int validate, int f
 		dcp_msg vmsg = {{0}};
 		rc = p->validate_checkpoint_id(p, c, for_write, &vmsg);
 		if (rc != DCP_OK) {
-			dcp_msgf(msg, "%s", vmsg.text[0] ? vmsg.text : "the plugin rejected the checkpoint id");
+			dcp_msgf(msg, "%s",
+			         vmsg.text[0] ? vmsg.text : "the plugin rejected the checkpoint id");
 			if (rc > 0)
 				rc = DCP_EID;
 			free(c);
@@ -674,8 +689,9 @@ int dcp_remove(const char *url, dcp_registry *reg, dcp_error **err)
 		return rc;
 	}
 	if (p->remove == NULL) {
-		dcp_error_set(err, dcp_error_local(DCP_EUNSUPPORTED, "remove",
-		                                   "plugin '%s' cannot remove checkpoints (%s)", p->name, canon));
+		dcp_error_set(err,
+		              dcp_error_local(DCP_EUNSUPPORTED, "remove",
+		                              "plugin '%s' cannot remove checkpoints (%s)", p->name, canon));
 		free(canon);
 		return DCP_EUNSUPPORTED;
 	}
@@ -713,7 +729,8 @@ int dcp_check_writer_ops(const dcp_plugin *p, const dcp_writer_ops *ops, dcp_msg
 	else if (ops->close == NULL)
 		missing = "close";
 	if (missing != NULL) {
-		dcp_msgf(msg, "plugin '%s' is incomplete: required writer slot '%s' is NULL", p->name, missing);
+		dcp_msgf(msg, "plugin '%s' is incomplete: required writer slot '%s' is NULL", p->name,
+		         missing);
 		return DCP_EPLUGIN;
 	}
 	return DCP_OK;
@@ -740,7 +757,8 @@ int dcp_check_reader_ops(const dcp_plugin *p, const dcp_reader_ops *ops, dcp_msg
 	else if (ops->close == NULL)
 		missing = "close";
 	if (missing != NULL) {
-		dcp_msgf(msg, "plugin '%s' is incomplete: required reader slot '%s' is NULL", p->name, missing);
+		dcp_msgf(msg, "plugin '%s' is incomplete: required reader slot '%s' is NULL", p->name,
+		         missing);
 		return DCP_EPLUGIN;
 	}
 	return DCP_OK;

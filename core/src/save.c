@@ -181,8 +181,8 @@ static int check_results(const dcp_plugin *p, const dcp_future *fut, const dcp_s
 	for (size_t i = 0; i < fut->nresults && rc == DCP_OK; i++) {
 		const dcp_owned_result *r = &fut->results[i];
 		if (r->index >= plan->nitems || seen[r->index]) {
-			dcp_msgf(msg, "plugin '%s' returned a write result for item %u, which is %s", p->name, r->index,
-			         r->index >= plan->nitems ? "not in the plan" : "reported twice");
+			dcp_msgf(msg, "plugin '%s' returned a write result for item %u, which is %s", p->name,
+			         r->index, r->index >= plan->nitems ? "not in the plan" : "reported twice");
 			rc = DCP_EPLUGIN;
 		} else if (r->length != plan->items[r->index].nbytes) {
 			dcp_msgf(msg, "plugin '%s' wrote %llu bytes for '%s' but the item has %llu", p->name,
@@ -222,8 +222,8 @@ static void write_local(save_run *s, const dcp_buf *plan_reply, dcp_local_failur
 	dcp_msg msg = {{0}};
 	int rc = dcp_save_plan_decode(plan_reply->data, plan_reply->len, &s->final_plan);
 	if (rc != DCP_OK) {
-		dcp_fail(f, rc, "finish_plan", "the final plan from the coordinator could not be decoded (%s)",
-		         dcp_strerror(rc));
+		dcp_fail(f, rc, "finish_plan",
+		         "the final plan from the coordinator could not be decoded (%s)", dcp_strerror(rc));
 		return;
 	}
 	dcp_save_plan *plan = &s->final_plan;
@@ -244,8 +244,8 @@ static void write_local(save_run *s, const dcp_buf *plan_reply, dcp_local_failur
 	for (size_t i = 0; i < n; i++) {
 		reqs[i].index = (uint32_t)i;
 		reqs[i].item = &plan->items[i];
-		rc = s->planner.resolve_data(s->planner.ctx, s->state, &plan->items[i], &reqs[i].data, &reqs[i].len,
-		                             &msg);
+		rc = s->planner.resolve_data(s->planner.ctx, s->state, &plan->items[i], &reqs[i].data,
+		                             &reqs[i].len, &msg);
 		if (rc == DCP_OK && reqs[i].len != plan->items[i].nbytes) {
 			dcp_msgf(&msg, "resolve_data gave %llu bytes for '%s', which has %llu",
 			         (unsigned long long)reqs[i].len, plan->items[i].key,
@@ -338,7 +338,8 @@ static int merge_results(save_run *s, int r, const dcp_buf *payload, dcp_msg *ms
 		}
 		dcp_md_chunk *c = chunk_for_item(s->md, &plan->items[index]);
 		if (c == NULL || c->storage.path != NULL) {
-			dcp_msgf(msg, "the write result of rank %d for '%s' matches %s chunk of the checkpoint", r,
+			dcp_msgf(msg,
+			         "the write result of rank %d for '%s' matches %s chunk of the checkpoint", r,
 			         plan->items[index].key, c == NULL ? "no" : "an already written");
 			free(path);
 			return DCP_EPLAN;
@@ -379,7 +380,8 @@ static int write_global(void *ctx, const dcp_buf *payloads, int n, dcp_buf *repl
 		const dcp_md_item *mi = &s->md->items[i];
 		for (size_t c = 0; c < mi->nchunks; c++) {
 			if (mi->chunks[c].storage.path == NULL) {
-				dcp_msgf(msg, "no rank wrote chunk %zu of '%s': the plan lost it", c, mi->key);
+				dcp_msgf(msg, "no rank wrote chunk %zu of '%s': the plan lost it", c,
+				         mi->key);
 				return DCP_EPLAN;
 			}
 		}
@@ -416,11 +418,13 @@ static int check_args(const dcp_state *state, const char *url, dcp_comm *comm, c
 	(void)state;
 	(void)url;
 	if (o->version < 1 || o->version > DCP_SAVE_OPTIONS_VERSION)
-		problem = "options.version is not DCP_SAVE_OPTIONS_VERSION (initialise with DCP_SAVE_OPTIONS_INIT)";
+		problem = "options.version is not DCP_SAVE_OPTIONS_VERSION (initialise with "
+		          "DCP_SAVE_OPTIONS_INIT)";
 	else if (o->coordinator < 0 || o->coordinator >= comm->size(comm))
 		problem = "options.coordinator is not a rank of the comm";
 	else if (o->planner != NULL && o->planner->version != DCP_SAVE_PLANNER_VERSION)
-		problem = "options.planner->version is not DCP_SAVE_PLANNER_VERSION (set it when filling the planner's slots)";
+		problem = "options.planner->version is not DCP_SAVE_PLANNER_VERSION (set it when filling the "
+		          "planner's slots)";
 	if (problem == NULL)
 		return DCP_OK;
 	dcp_error_set(err, dcp_error_local(DCP_EINVAL, "dcp_save", "dcp_save: %s", problem));
@@ -464,10 +468,12 @@ int dcp_save(const dcp_state *state, const char *url, dcp_comm *comm, const dcp_
 	dcp_save_plan local = {0};
 	dcp_wbuf w = {0};
 	if (state == NULL)
-		dcp_fail(&f, DCP_EINVAL, "dcp_save", "dcp_save: state is NULL on this rank: every rank passes its own "
+		dcp_fail(&f, DCP_EINVAL, "dcp_save",
+		         "dcp_save: state is NULL on this rank: every rank passes its own "
 		         "state (an empty one if it holds nothing)");
 	else if (url == NULL)
-		dcp_fail(&f, DCP_EINVAL, "dcp_save", "dcp_save: url is NULL on this rank: every rank passes the same "
+		dcp_fail(&f, DCP_EINVAL, "dcp_save",
+		         "dcp_save: url is NULL on this rank: every rank passes the same "
 		         "checkpoint id");
 	else if (rc != DCP_OK)
 		dcp_fail_msg(&f, rc, "validate_checkpoint_id", &msg);
@@ -476,7 +482,8 @@ int dcp_save(const dcp_state *state, const char *url, dcp_comm *comm, const dcp_
 	if (f.code == DCP_OK) {
 		dcp_save_plan_encode(&local, &w);
 		if (w.failed)
-			dcp_fail(&f, DCP_ENOMEM, "create_local_plan", "out of memory encoding the local plan");
+			dcp_fail(&f, DCP_ENOMEM, "create_local_plan",
+			         "out of memory encoding the local plan");
 	}
 	dcp_step_local mine = {f.code, f.stage, f.msg.text, w.data, w.len};
 	dcp_buf reply = {0};
@@ -491,7 +498,8 @@ int dcp_save(const dcp_state *state, const char *url, dcp_comm *comm, const dcp_
 		write_local(&s, &reply, &wf, &payload);
 		dcp_step_local wmine = {wf.code, wf.stage, wf.msg.text, payload.data, payload.len};
 		dcp_buf wreply = {0};
-		rc = dcp_step_exchange(comm, s.opts.coordinator, "write", &wmine, write_global, &s, &wreply, err);
+		rc = dcp_step_exchange(comm, s.opts.coordinator, "write", &wmine, write_global, &s, &wreply,
+		                       err);
 		dcp_wbuf_free(&payload);
 		free(wreply.data);
 	}

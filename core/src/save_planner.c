@@ -61,7 +61,8 @@ int dcp_default_save_create_local_plan(void *ctx, const dcp_state *state, int ra
 				it->sizes[d] = ch->sizes[d];
 			}
 			if (e->type == DCP_ITEM_TENSOR)
-				it->nbytes = dcp_box_volume(it->ndim, it->sizes, NULL) * dcp_dtype_size(e->dtype);
+				it->nbytes =
+				        dcp_box_volume(it->ndim, it->sizes, NULL) * dcp_dtype_size(e->dtype);
 			else
 				it->nbytes = ch->nbytes;
 			it->replicated = e->replicated;
@@ -132,8 +133,9 @@ static int check_group_consistent(dcp_save_plan *plans, const item_ref *refs, si
 	for (size_t k = first + 1; k < first + count; k++) {
 		const dcp_write_item *b = &plans[refs[k].rank].items[refs[k].index];
 		if (a->type != b->type || a->replicated != b->replicated) {
-			dcp_msgf(msg, "key '%s' is %s on rank %d but %s on rank %d: a key must be the same kind "
-			              "on every rank",
+			dcp_msgf(msg,
+			         "key '%s' is %s on rank %d but %s on rank %d: a key must be the same kind "
+			         "on every rank",
 			         a->key, kind_name(a), refs[first].rank, kind_name(b), refs[k].rank);
 			return DCP_EPLAN;
 		}
@@ -141,10 +143,12 @@ static int check_group_consistent(dcp_save_plan *plans, const item_ref *refs, si
 			continue;
 		if (a->dtype != b->dtype) {
 			dcp_msgf(msg, "key '%s' has dtype %s on rank %d but %s on rank %d", a->key,
-			         dcp_dtype_name(a->dtype), refs[first].rank, dcp_dtype_name(b->dtype), refs[k].rank);
+			         dcp_dtype_name(a->dtype), refs[first].rank, dcp_dtype_name(b->dtype),
+			         refs[k].rank);
 			return DCP_EPLAN;
 		}
-		if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(uint64_t) * (size_t)a->ndim) != 0) {
+		if (a->ndim != b->ndim ||
+		    memcmp(a->shape, b->shape, sizeof(uint64_t) * (size_t)a->ndim) != 0) {
 			char sa[200], sb[200];
 			format_shape(sa, sizeof(sa), a->ndim, a->shape);
 			format_shape(sb, sizeof(sb), b->ndim, b->shape);
@@ -170,17 +174,21 @@ static int check_replicas_equal(dcp_save_plan *plans, const item_ref *refs, size
 		if (a->nbytes == b->nbytes && a->digest == b->digest)
 			continue;
 		if (used + 40 < sizeof(ranks))
-			used += (size_t)snprintf(ranks + used, sizeof(ranks) - used, "%s%d (%llu bytes, checksum %016llx)",
-			                         differ ? ", " : "", refs[k].rank, (unsigned long long)b->nbytes,
+			used += (size_t)snprintf(ranks + used, sizeof(ranks) - used,
+			                         "%s%d (%llu bytes, checksum %016llx)", differ ? ", " : "",
+			                         refs[k].rank, (unsigned long long)b->nbytes,
 			                         (unsigned long long)b->digest);
 		differ++;
 	}
 	if (differ == 0)
 		return DCP_OK;
-	dcp_msgf(msg, "replicated key '%s' differs between ranks: rank %d has %llu bytes, checksum %016llx; rank(s) "
-	              "%s differ. A key held by several ranks must hold equal data on each; give per-rank data a "
-	              "per-rank key",
-	         a->key, refs[first].rank, (unsigned long long)a->nbytes, (unsigned long long)a->digest, ranks);
+	dcp_msgf(msg,
+	         "replicated key '%s' differs between ranks: rank %d has %llu bytes, checksum %016llx; "
+	         "rank(s) "
+	         "%s differ. A key held by several ranks must hold equal data on each; give per-rank data a "
+	         "per-rank key",
+	         a->key, refs[first].rank, (unsigned long long)a->nbytes, (unsigned long long)a->digest,
+	         ranks);
 	return DCP_EDIVERGED;
 }
 
@@ -363,8 +371,8 @@ int dcp_default_save_resolve_data(void *ctx, const dcp_state *state, const dcp_w
 	(void)ctx;
 	const dcp_state_entry *e = dcp_state_entry_at(state, item->entry);
 	if (e == NULL || item->chunk >= e->nchunks || strcmp(e->key, item->key) != 0) {
-		dcp_msgf(msg, "write item '%s' does not match this rank's state (entry %u, chunk %u)", item->key,
-		         item->entry, item->chunk);
+		dcp_msgf(msg, "write item '%s' does not match this rank's state (entry %u, chunk %u)",
+		         item->key, item->entry, item->chunk);
 		return DCP_EPLAN;
 	}
 	*data = e->chunks[item->chunk].data;

@@ -21,8 +21,8 @@ typedef struct dcp_url_param {
 } dcp_url_param;
 
 typedef struct dcp_url {
-	char *scheme;          /* lowercase, without "://" */
-	char *rest;            /* between "://" and '?' (or the end), undecoded */
+	char *scheme; /* lowercase, without "://" */
+	char *rest;   /* between "://" and '?' (or the end), undecoded */
 	size_t nparams;
 	dcp_url_param *params; /* in order of appearance */
 } dcp_url;
@@ -77,6 +77,7 @@ char *dcp_strdup(const char *s);
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
-char *dcp_asprintf(const char *fmt, ...);
+char *
+dcp_asprintf(const char *fmt, ...);
 
 #endif /* DCP_UTIL_URL_H */

@@ -29,8 +29,8 @@ typedef struct read_span {
 	char *dst;             /* when ndsts is 0: len bytes go here */
 	dcp_backend_dst *dsts; /* owned; when ndsts > 0: read with read_iov into these */
 	size_t ndsts, capdsts;
-	size_t req;            /* index of the first request this span reads */
-	size_t *more_reqs;     /* owned: the other requests merged into it */
+	size_t req;        /* index of the first request this span reads */
+	size_t *more_reqs; /* owned: the other requests merged into it */
 	size_t nmore, capmore;
 } read_span;
 

@@ -32,12 +32,9 @@ int cmd_load(int argc, char **argv)
 {
 	const char *ranks_s = NULL, *seed_s = NULL, *threads_s = NULL, *comm_s = NULL;
 	int json = 0;
-	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},
-	                          {"seed", &seed_s, NULL},
-	                          {"threads", &threads_s, NULL},
-	                          {"json", NULL, &json},
-	                          {"comm", &comm_s, NULL},
-	                          {NULL, NULL, NULL}};
+	const arg_spec specs[] = {{"ranks", &ranks_s, NULL},     {"seed", &seed_s, NULL},
+	                          {"threads", &threads_s, NULL}, {"json", NULL, &json},
+	                          {"comm", &comm_s, NULL},       {NULL, NULL, NULL}};
 	const char *pos[1];
 	int npos = 0;
 	int rc = args_parse("load", USAGE, argc, argv, specs, pos, 1, 1, &npos);

@@ -32,9 +32,9 @@ extern "C" {
 #define DCP_EXTERN
 #endif
 
-#define DCP_VERSION_MAJOR 0
-#define DCP_VERSION_MINOR 1
-#define DCP_VERSION_PATCH 0
+#define DCP_VERSION_MAJOR  0
+#define DCP_VERSION_MINOR  1
+#define DCP_VERSION_PATCH  0
 #define DCP_VERSION_STRING "0.1.0"
 
 /* ------------------------------------------------------------------------ */
@@ -42,25 +42,25 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 enum {
 	DCP_OK = 0,
-	DCP_ENOMEM = -1,       /* an allocation failed */
-	DCP_EINVAL = -2,       /* invalid argument from the caller */
-	DCP_EID = -3,          /* invalid or unsupported checkpoint id (URL) */
-	DCP_ENOPLUGIN = -4,    /* no plugin for the URL's scheme */
-	DCP_EPLUGIN = -5,      /* a plugin could not be loaded or is malformed */
-	DCP_EIO = -6,          /* storage I/O failed */
-	DCP_EPLAN = -7,        /* the save or load plan is invalid */
-	DCP_EMETADATA = -8,    /* checkpoint metadata is malformed */
-	DCP_ECORRUPT = -9,     /* stored data does not match its checksum or size */
-	DCP_ENOTFOUND = -10,   /* no checkpoint, or a key that is not in it */
-	DCP_EEXISTS = -11,     /* a checkpoint exists and overwrite is off */
-	DCP_EMISMATCH = -12,   /* dtype, shape or size differs from the stored one */
-	DCP_ECOMM = -13,       /* a collective operation failed */
-	DCP_EVERSION = -14,    /* unsupported format or ABI version */
-	DCP_EINJECTED = -15,   /* failure injected on purpose (faulty plugin) */
-	DCP_EUNSUPPORTED = -16,/* the plugin does not support the operation */
-	DCP_EDIVERGED = -17,   /* replicated copies of one key differ between ranks */
-	DCP_ETIMEOUT = -18,    /* a peer or the storage did not answer in time */
-	DCP_EPEER = -19        /* nothing failed here; another rank failed */
+	DCP_ENOMEM = -1,        /* an allocation failed */
+	DCP_EINVAL = -2,        /* invalid argument from the caller */
+	DCP_EID = -3,           /* invalid or unsupported checkpoint id (URL) */
+	DCP_ENOPLUGIN = -4,     /* no plugin for the URL's scheme */
+	DCP_EPLUGIN = -5,       /* a plugin could not be loaded or is malformed */
+	DCP_EIO = -6,           /* storage I/O failed */
+	DCP_EPLAN = -7,         /* the save or load plan is invalid */
+	DCP_EMETADATA = -8,     /* checkpoint metadata is malformed */
+	DCP_ECORRUPT = -9,      /* stored data does not match its checksum or size */
+	DCP_ENOTFOUND = -10,    /* no checkpoint, or a key that is not in it */
+	DCP_EEXISTS = -11,      /* a checkpoint exists and overwrite is off */
+	DCP_EMISMATCH = -12,    /* dtype, shape or size differs from the stored one */
+	DCP_ECOMM = -13,        /* a collective operation failed */
+	DCP_EVERSION = -14,     /* unsupported format or ABI version */
+	DCP_EINJECTED = -15,    /* failure injected on purpose (faulty plugin) */
+	DCP_EUNSUPPORTED = -16, /* the plugin does not support the operation */
+	DCP_EDIVERGED = -17,    /* replicated copies of one key differ between ranks */
+	DCP_ETIMEOUT = -18,     /* a peer or the storage did not answer in time */
+	DCP_EPEER = -19         /* nothing failed here; another rank failed */
 };
 
 /* Never returns NULL; unknown codes give "unknown error". */
@@ -251,8 +251,8 @@ typedef struct dcp_plugin_info {
 	const char *name;           /* "fs" */
 	const char *const *schemes; /* NULL-terminated */
 	unsigned abi_version;
-	const char *path;           /* the .so file, or "(built in)" */
-	uint64_t capabilities;      /* DCP_CAP_* from dcp/sys/storage.h */
+	const char *path;      /* the .so file, or "(built in)" */
+	uint64_t capabilities; /* DCP_CAP_* from dcp/sys/storage.h */
 } dcp_plugin_info;
 DCP_EXTERN size_t dcp_registry_count(dcp_registry *reg);
 /* Entry i; pointers stay valid while the registry lives. */
@@ -282,28 +282,34 @@ typedef struct dcp_save_planner dcp_save_planner; /* dcp/sys/planner.h */
 typedef struct dcp_load_planner dcp_load_planner; /* dcp/sys/planner.h */
 
 typedef struct dcp_save_options {
-	unsigned version;             /* DCP_SAVE_OPTIONS_VERSION */
-	int coordinator;              /* rank that plans globally and commits */
-	int dedup_keep_lowest_rank;   /* 1: replicated items saved by the lowest rank
-	                                 holding them; 0: balanced across ranks */
-	int overwrite;                /* 0: fail with DCP_EEXISTS if a checkpoint exists */
+	unsigned version;                /* DCP_SAVE_OPTIONS_VERSION */
+	int coordinator;                 /* rank that plans globally and commits */
+	int dedup_keep_lowest_rank;      /* 1: replicated items saved by the lowest rank
+	                                    holding them; 0: balanced across ranks */
+	int overwrite;                   /* 0: fail with DCP_EEXISTS if a checkpoint exists */
 	const dcp_save_planner *planner; /* NULL: the default planner */
 	dcp_registry *registry;          /* NULL: the default registry */
 } dcp_save_options;
 #define DCP_SAVE_OPTIONS_VERSION 1
-#define DCP_SAVE_OPTIONS_INIT {DCP_SAVE_OPTIONS_VERSION, 0, 0, 1, NULL, NULL}
+#define DCP_SAVE_OPTIONS_INIT                                 \
+	{                                                     \
+		DCP_SAVE_OPTIONS_VERSION, 0, 0, 1, NULL, NULL \
+	}
 
 typedef struct dcp_load_options {
-	unsigned version;             /* DCP_LOAD_OPTIONS_VERSION */
+	unsigned version; /* DCP_LOAD_OPTIONS_VERSION */
 	int coordinator;
-	int partial;                  /* 1: keys missing from the checkpoint are skipped
-	                                 (see dcp_state_was_loaded) instead of failing */
-	int verify;                   /* 1 (default): check every checksum */
+	int partial; /* 1: keys missing from the checkpoint are skipped
+	                (see dcp_state_was_loaded) instead of failing */
+	int verify;  /* 1 (default): check every checksum */
 	const dcp_load_planner *planner;
 	dcp_registry *registry;
 } dcp_load_options;
 #define DCP_LOAD_OPTIONS_VERSION 1
-#define DCP_LOAD_OPTIONS_INIT {DCP_LOAD_OPTIONS_VERSION, 0, 0, 1, NULL, NULL}
+#define DCP_LOAD_OPTIONS_INIT                                 \
+	{                                                     \
+		DCP_LOAD_OPTIONS_VERSION, 0, 0, 1, NULL, NULL \
+	}
 
 /*
  * Collective: every rank of `comm` calls it with its own state and the same
@@ -316,8 +322,8 @@ DCP_EXTERN int dcp_save(const dcp_state *state, const char *url, dcp_comm *comm,
 
 /* Collective: fills the buffers of `state` from the checkpoint at url,
  * resharding from whatever chunking it was saved with. */
-DCP_EXTERN int dcp_load(dcp_state *state, const char *url, dcp_comm *comm,
-                        const dcp_load_options *options, dcp_error **err);
+DCP_EXTERN int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_options *options,
+                        dcp_error **err);
 
 /*
  * Reads only the metadata of a checkpoint (for tools): on success *out is a

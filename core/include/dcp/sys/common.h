@@ -27,7 +27,8 @@ typedef struct dcp_msg {
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static inline void dcp_msgf(dcp_msg *msg, const char *fmt, ...)
+static inline void
+dcp_msgf(dcp_msg *msg, const char *fmt, ...)
 {
 	va_list ap;
 	if (msg == NULL)

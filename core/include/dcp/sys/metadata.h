@@ -27,15 +27,12 @@ extern "C" {
 #endif
 
 /* Format of the metadata document. A reader refuses a newer major. */
-#define DCP_FORMAT_MAJOR 1
-#define DCP_FORMAT_MINOR 0
-#define DCP_CHECKSUM_ALGO "xxh3-64"
+#define DCP_FORMAT_MAJOR           1
+#define DCP_FORMAT_MINOR           0
+#define DCP_CHECKSUM_ALGO          "xxh3-64"
 #define DCP_CHECKSUM_BLOCK_DEFAULT (1u << 20)
 
-typedef enum dcp_item_type {
-	DCP_ITEM_TENSOR = 1,
-	DCP_ITEM_BYTES = 2
-} dcp_item_type;
+typedef enum dcp_item_type { DCP_ITEM_TENSOR = 1, DCP_ITEM_BYTES = 2 } dcp_item_type;
 
 typedef struct dcp_storage_info {
 	char *path;      /* relative to the checkpoint root, '/'-separated, no "..",
@@ -55,21 +52,21 @@ typedef struct dcp_md_chunk {
 typedef struct dcp_md_item {
 	char *key;
 	dcp_item_type type;
-	dcp_dtype dtype;               /* tensors only */
-	int ndim;                      /* tensors only; 0 = scalar */
-	uint64_t shape[DCP_MAX_DIMS];  /* tensors only */
-	size_t nchunks;                /* bytes items: exactly 1 */
-	dcp_md_chunk *chunks;          /* tensors: sorted by offsets, row-major order */
+	dcp_dtype dtype;              /* tensors only */
+	int ndim;                     /* tensors only; 0 = scalar */
+	uint64_t shape[DCP_MAX_DIMS]; /* tensors only */
+	size_t nchunks;               /* bytes items: exactly 1 */
+	dcp_md_chunk *chunks;         /* tensors: sorted by offsets, row-major order */
 } dcp_md_item;
 
 struct dcp_metadata {
 	unsigned format_major;
 	unsigned format_minor;
-	char *save_id;          /* unique per save; plugins may use it in object names */
-	uint64_t checksum_block;/* bytes per checksum block, > 0 */
+	char *save_id;           /* unique per save; plugins may use it in object names */
+	uint64_t checksum_block; /* bytes per checksum block, > 0 */
 	size_t nitems;
-	dcp_md_item *items;     /* sorted by key (strcmp), keys unique */
-	char *storage_meta;     /* JSON text of the writer's own data, or NULL */
+	dcp_md_item *items; /* sorted by key (strcmp), keys unique */
+	char *storage_meta; /* JSON text of the writer's own data, or NULL */
 };
 
 /* Binary search by key; NULL if absent. */

@@ -38,7 +38,7 @@ typedef struct dcp_state_entry {
 	dcp_dtype dtype; /* tensors */
 	int ndim;
 	uint64_t shape[DCP_MAX_DIMS];
-	size_t nchunks;  /* bytes items and whole tensors: 1 */
+	size_t nchunks; /* bytes items and whole tensors: 1 */
 	const dcp_state_chunk *chunks;
 } dcp_state_entry;
 
@@ -54,28 +54,28 @@ DCP_EXTERN void dcp_state_mark_loaded(dcp_state *state, size_t i, uint64_t bytes
 /* Save plans                                                               */
 /* ------------------------------------------------------------------------ */
 typedef struct dcp_write_item {
-	char *key;                      /* owned by the plan */
+	char *key; /* owned by the plan */
 	dcp_item_type type;
 	dcp_dtype dtype;
 	int ndim;
 	uint64_t shape[DCP_MAX_DIMS];
 	uint64_t offsets[DCP_MAX_DIMS]; /* chunk box; whole tensor when replicated */
 	uint64_t sizes[DCP_MAX_DIMS];
-	uint64_t nbytes;                /* bytes of this item's data */
-	int replicated;                 /* other ranks may hold an equal copy */
-	uint64_t digest;                /* replicated items: checksum of the data, used
-	                                   to detect copies that differ */
-	uint32_t entry;                 /* state entry on the planning rank */
-	uint32_t chunk;                 /* chunk within that entry */
+	uint64_t nbytes; /* bytes of this item's data */
+	int replicated;  /* other ranks may hold an equal copy */
+	uint64_t digest; /* replicated items: checksum of the data, used
+	                    to detect copies that differ */
+	uint32_t entry;  /* state entry on the planning rank */
+	uint32_t chunk;  /* chunk within that entry */
 } dcp_write_item;
 
 typedef struct dcp_save_plan {
 	size_t nitems;
-	dcp_write_item *items;   /* owned */
-	char *storage_data;      /* the writer's per-rank data (e.g. a file prefix),
-	                            set in prepare_*_plan; malloc'd, owned, may be NULL */
-	char *save_id;           /* set by the core in the final plan: unique per save,
-	                            equal on all ranks; owned */
+	dcp_write_item *items; /* owned */
+	char *storage_data;    /* the writer's per-rank data (e.g. a file prefix),
+	                          set in prepare_*_plan; malloc'd, owned, may be NULL */
+	char *save_id;         /* set by the core in the final plan: unique per save,
+	                          equal on all ranks; owned */
 } dcp_save_plan;
 
 /* Frees everything inside plan (not plan itself) and zeroes it. */
@@ -95,8 +95,8 @@ typedef struct dcp_read_item {
 
 typedef struct dcp_load_plan {
 	size_t nitems;
-	dcp_read_item *items;  /* owned */
-	char *storage_data;    /* the reader's per-rank data; malloc'd, owned, may be NULL */
+	dcp_read_item *items; /* owned */
+	char *storage_data;   /* the reader's per-rank data; malloc'd, owned, may be NULL */
 } dcp_load_plan;
 
 DCP_EXTERN void dcp_load_plan_clear(dcp_load_plan *plan);
@@ -110,7 +110,8 @@ struct dcp_save_planner {
 	unsigned version; /* DCP_SAVE_PLANNER_VERSION */
 	void *ctx;
 	/* One write item per chunk this rank holds. */
-	int (*create_local_plan)(void *ctx, const dcp_state *state, int rank, dcp_save_plan *out, dcp_msg *msg);
+	int (*create_local_plan)(void *ctx, const dcp_state *state, int rank, dcp_save_plan *out,
+	                         dcp_msg *msg);
 	/* Coordinator: dedup replicated items, validate, and describe the
 	 * checkpoint in md (items, shapes, chunks; storage filled later). plans
 	 * may be changed in place. */
@@ -133,12 +134,13 @@ struct dcp_load_planner {
 	                         const dcp_load_options *opts, dcp_load_plan *out, dcp_msg *msg);
 	int (*create_global_plan)(void *ctx, dcp_load_plan *plans, int nranks, dcp_msg *msg);
 	/* A bytes item's stored data is available (verified). */
-	int (*load_bytes)(void *ctx, dcp_state *state, const dcp_read_item *item, const void *data, uint64_t len,
-	                  dcp_msg *msg);
+	int (*load_bytes)(void *ctx, dcp_state *state, const dcp_read_item *item, const void *data,
+	                  uint64_t len, dcp_msg *msg);
 	/* Where the item's box goes: the destination chunk's buffer and layout.
 	 * *dst is the start of the destination chunk (row-major, dst_sizes). */
 	int (*resolve_tensor)(void *ctx, dcp_state *state, const dcp_read_item *item, void **dst,
-	                      uint64_t dst_offsets[DCP_MAX_DIMS], uint64_t dst_sizes[DCP_MAX_DIMS], dcp_msg *msg);
+	                      uint64_t dst_offsets[DCP_MAX_DIMS], uint64_t dst_sizes[DCP_MAX_DIMS],
+	                      dcp_msg *msg);
 	/* The item's box has been copied into the destination. */
 	int (*commit_tensor)(void *ctx, dcp_state *state, const dcp_read_item *item, dcp_msg *msg);
 };

@@ -33,16 +33,16 @@
 extern "C" {
 #endif
 
-#define DCP_PLUGIN_ABI_VERSION 1
-#define DCP_PLUGIN_ENTRY dcp_plugin_entry
+#define DCP_PLUGIN_ABI_VERSION  1
+#define DCP_PLUGIN_ENTRY        dcp_plugin_entry
 #define DCP_PLUGIN_ENTRY_SYMBOL "dcp_plugin_entry"
 
 /* Capability flags: what the storage guarantees, so callers need not guess. */
 #define DCP_CAP_ATOMIC_COMMIT (1ull << 0) /* metadata commit is atomic */
-#define DCP_CAP_DURABLE (1ull << 1)       /* committed data survives a crash */
-#define DCP_CAP_RANGED_READ (1ull << 2)   /* reads only the requested ranges */
-#define DCP_CAP_ASYNC_IO (1ull << 3)      /* futures complete from I/O threads */
-#define DCP_CAP_WRAPPER (1ull << 4)       /* wraps another plugin (faulty) */
+#define DCP_CAP_DURABLE       (1ull << 1) /* committed data survives a crash */
+#define DCP_CAP_RANGED_READ   (1ull << 2) /* reads only the requested ranges */
+#define DCP_CAP_ASYNC_IO      (1ull << 3) /* futures complete from I/O threads */
+#define DCP_CAP_WRAPPER       (1ull << 4) /* wraps another plugin (faulty) */
 #define DCP_CAP_PROCESS_LOCAL (1ull << 5) /* visible only inside this process */
 
 typedef struct dcp_storage_writer dcp_storage_writer;
@@ -55,7 +55,7 @@ typedef struct dcp_future dcp_future;
 
 /* One item to write: its data is borrowed until the future completes. */
 typedef struct dcp_write_req {
-	uint32_t index;              /* of the item in the rank's final plan */
+	uint32_t index; /* of the item in the rank's final plan */
 	const dcp_write_item *item;
 	const void *data;
 	uint64_t len;
@@ -85,7 +85,7 @@ typedef struct dcp_open_options {
 	unsigned version; /* DCP_OPEN_OPTIONS_VERSION */
 	int rank;
 	int world_size;
-	int overwrite;    /* writers: 0 refuses an existing checkpoint (DCP_EEXISTS) */
+	int overwrite; /* writers: 0 refuses an existing checkpoint (DCP_EEXISTS) */
 } dcp_open_options;
 #define DCP_OPEN_OPTIONS_VERSION 1
 
@@ -185,8 +185,8 @@ struct dcp_writer_ops {
 	 * returning, from any thread) with one result per request; or returns an
 	 * error and never completes fut. Data objects must have names unique to
 	 * plan->save_id so that no committed object is overwritten. */
-	int (*write_data)(dcp_storage_writer *w, const dcp_save_plan *plan, const dcp_write_req *reqs, size_t n,
-	                  dcp_future *fut, dcp_msg *msg);
+	int (*write_data)(dcp_storage_writer *w, const dcp_save_plan *plan, const dcp_write_req *reqs,
+	                  size_t n, dcp_future *fut, dcp_msg *msg);
 	/* Required, coordinator only: commits md (whose storage fields the core
 	 * filled from every rank's results). The checkpoint becomes visible
 	 * atomically here, and the previous one's objects may be removed only
@@ -205,16 +205,17 @@ struct dcp_writer_ops {
 #define DCP_READER_OPS_VERSION 1
 
 struct dcp_reader_ops {
-	unsigned version; /* DCP_READER_OPS_VERSION */
+	unsigned version;                                                   /* DCP_READER_OPS_VERSION */
 	int (*reset)(dcp_storage_reader *r, const char *url, dcp_msg *msg); /* optional */
 	/* Required. *out is decoded with host->metadata_decode; the core frees
 	 * it with host->metadata_free. No checkpoint: DCP_ENOTFOUND. */
 	int (*read_metadata)(dcp_storage_reader *r, dcp_metadata **out, dcp_msg *msg);
 	/* Required. md stays valid until close. */
-	int (*set_up_storage_reader)(dcp_storage_reader *r, const dcp_metadata *md, int is_coordinator, int rank,
-	                             int world_size, dcp_msg *msg);
-	int (*prepare_local_plan)(dcp_storage_reader *r, dcp_load_plan *plan, dcp_msg *msg);              /* optional */
-	int (*prepare_global_plan)(dcp_storage_reader *r, dcp_load_plan *plans, int nranks, dcp_msg *msg); /* optional */
+	int (*set_up_storage_reader)(dcp_storage_reader *r, const dcp_metadata *md, int is_coordinator,
+	                             int rank, int world_size, dcp_msg *msg);
+	int (*prepare_local_plan)(dcp_storage_reader *r, dcp_load_plan *plan, dcp_msg *msg); /* optional */
+	int (*prepare_global_plan)(dcp_storage_reader *r, dcp_load_plan *plans, int nranks,
+	                           dcp_msg *msg); /* optional */
 	/* Required. Same future contract as write_data. */
 	int (*read_data)(dcp_storage_reader *r, const dcp_load_plan *plan, const dcp_read_req *reqs, size_t n,
 	                 dcp_future *fut, dcp_msg *msg);
@@ -223,7 +224,7 @@ struct dcp_reader_ops {
 
 /* The entry point every plugin .so exports (see dcp_plugin_entry_fn in
  * dcp/dcp.h). Returns DCP_OK and *out, or an error with msg. */
-#define DCP_DECLARE_PLUGIN_ENTRY                                                                                 \
+#define DCP_DECLARE_PLUGIN_ENTRY \
 	DCP_EXTERN int dcp_plugin_entry(const dcp_host *host, dcp_plugin **out, dcp_msg *msg)
 
 #ifdef __cplusplus
