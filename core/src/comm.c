@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dcp/sys/comm.h"
+#include "comm_internal.h"
 
 int dcp_comm_rank(const dcp_comm *comm)
 {
@@ -46,7 +46,7 @@ void dcp_bufs_release(dcp_buf *bufs, size_t n)
 }
 
 /* dst = a malloc'd copy of len bytes at src ({NULL, 0} when len is 0). */
-static int single_copy(dcp_buf *dst, const void *src, size_t len)
+int dcp_buf_copy(dcp_buf *dst, const void *src, size_t len)
 {
 	dst->data = NULL;
 	dst->len = 0;
@@ -81,7 +81,7 @@ static int single_gather(dcp_comm *self, int root, const void *data, size_t len,
 	out[0].len = 0;
 	if (root != 0 || (data == NULL && len > 0))
 		return DCP_EINVAL;
-	return single_copy(&out[0], data, len);
+	return dcp_buf_copy(&out[0], data, len);
 }
 
 static int single_scatter(dcp_comm *self, int root, const dcp_buf *in, dcp_buf *out)
@@ -93,7 +93,7 @@ static int single_scatter(dcp_comm *self, int root, const dcp_buf *in, dcp_buf *
 	out->len = 0;
 	if (root != 0 || in == NULL || (in[0].data == NULL && in[0].len > 0))
 		return DCP_EINVAL;
-	return single_copy(out, in[0].data, in[0].len);
+	return dcp_buf_copy(out, in[0].data, in[0].len);
 }
 
 static int single_broadcast(dcp_comm *self, int root, dcp_buf *buf)

@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dcp/sys/comm.h"
+#include "comm_internal.h"
 
 enum tc_op {
 	TC_GATHER = 1,
@@ -145,20 +145,6 @@ static int tc_leave(tc_comm *c, int status)
 	return status;
 }
 
-static int tc_copy(dcp_buf *dst, const void *src, size_t len)
-{
-	dst->data = NULL;
-	dst->len = 0;
-	if (len == 0)
-		return DCP_OK;
-	dst->data = malloc(len);
-	if (dst->data == NULL)
-		return DCP_ENOMEM;
-	memcpy(dst->data, src, len);
-	dst->len = len;
-	return DCP_OK;
-}
-
 static void tc_clear(dcp_buf *bufs, int n)
 {
 	int i;
@@ -175,7 +161,7 @@ static int tc_copy_all(dcp_thread_group *g, dcp_buf *out)
 	int r;
 
 	for (r = 0; r < g->size; r++) {
-		if (tc_copy(&out[r], g->slots[r].data, g->slots[r].len) != DCP_OK) {
+		if (dcp_buf_copy(&out[r], g->slots[r].data, g->slots[r].len) != DCP_OK) {
 			dcp_bufs_release(out, (size_t)r);
 			return DCP_ENOMEM;
 		}
@@ -232,7 +218,7 @@ static int tc_scatter(dcp_comm *self, int root, const dcp_buf *in, dcp_buf *out)
 	st = tc_enter(c, TC_SCATTER, root, bad, NULL, 0, is_root ? in : NULL);
 	if (st == DCP_OK) {
 		const dcp_buf *part = &g->slots[root].in[c->rank];
-		st = tc_copy(out, part->data, part->len);
+		st = dcp_buf_copy(out, part->data, part->len);
 	}
 	return tc_leave(c, st);
 }
@@ -252,7 +238,7 @@ static int tc_broadcast(dcp_comm *self, int root, dcp_buf *buf)
 	else
 		st = tc_enter(c, TC_BROADCAST, root, bad, NULL, 0, NULL);
 	if (st == DCP_OK && !is_root)
-		st = tc_copy(buf, g->slots[root].data, g->slots[root].len);
+		st = dcp_buf_copy(buf, g->slots[root].data, g->slots[root].len);
 	return tc_leave(c, st);
 }
 
