@@ -386,14 +386,22 @@ static int px_put_atomic(dcp_backend *base, const char *path, const void *data, 
 		return nomem(msg, "writing", path);
 	dir = dir_of(full);
 	name = strrchr(full, '/') + 1;
-	if (dir != NULL)
-		tmp = dcp_asprintf("%s/.%s.tmp-%ld-%u", strcmp(dir, "/") == 0 ? "" : dir, name,
-		                   (long)getpid(), atomic_fetch_add(&b->tmp_seq, 1));
-	if (dir == NULL || tmp == NULL) {
-		rc = nomem(msg, "writing", full);
-		goto out;
+	/* A temporary file left by a crashed process with the same pid takes
+	 * its name: try the next one. */
+	for (e = 0; e < 1000; e++) {
+		free(tmp);
+		tmp = NULL;
+		if (dir != NULL)
+			tmp = dcp_asprintf("%s/.%s.tmp-%ld-%u", strcmp(dir, "/") == 0 ? "" : dir, name,
+			                   (long)getpid(), atomic_fetch_add(&b->tmp_seq, 1));
+		if (dir == NULL || tmp == NULL) {
+			rc = nomem(msg, "writing", full);
+			goto out;
+		}
+		fd = open_retry(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			break;
 	}
-	fd = open_retry(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
 	if (fd < 0) {
 		rc = fail_errno(msg, errno, "cannot create temporary file", tmp);
 		goto out;

@@ -105,6 +105,18 @@ static int set_endpoint(dcp_s3_config *cfg, const char *v, const char *from, int
 
 	while (n > 0 && v[n - 1] == '/')
 		n--;
+	for (i = 0; i < n; i++) {
+		/* '@' would put credentials into the endpoint, and so into messages. */
+		if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#' || v[i] == '@' || v[i] == '\\' ||
+		    (unsigned char)v[i] >= 0x7f) {
+			dcp_msgf(msg,
+			         "endpoint from %s has a '%c' at position %zu: write "
+			         "scheme://host[:port][/path] "
+			         "without credentials, query or fragment",
+			         from, v[i] > ' ' && v[i] < 0x7f ? v[i] : '?', i);
+			return code;
+		}
+	}
 	if (strncmp(v, "http://", 7) == 0)
 		host = v + 7;
 	else if (strncmp(v, "https://", 8) == 0)
@@ -119,18 +131,6 @@ static int set_endpoint(dcp_s3_config *cfg, const char *v, const char *from, int
 	if (host >= v + n || *host == '/' || *host == ':') {
 		dcp_msgf(msg, "endpoint '%.200s' from %s has no host name", v, from);
 		return code;
-	}
-	for (i = 0; i < n; i++) {
-		/* '@' would put credentials into the endpoint, and so into messages. */
-		if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#' || v[i] == '@' || v[i] == '\\' ||
-		    (unsigned char)v[i] >= 0x7f) {
-			dcp_msgf(msg,
-			         "endpoint from %s has a '%c' at position %zu: write "
-			         "scheme://host[:port][/path] "
-			         "without credentials, query or fragment",
-			         from, v[i] > ' ' && v[i] < 0x7f ? v[i] : '?', i);
-			return code;
-		}
 	}
 	free(cfg->endpoint);
 	cfg->endpoint = malloc(n + 1);

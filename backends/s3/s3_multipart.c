@@ -767,9 +767,9 @@ int s3_write_iov(dcp_backend *base, const char *path, const dcp_backend_iov *iov
 	u.etags = calloc((size_t)u.nparts, sizeof(*u.etags));
 	if (u.etags == NULL || pthread_mutex_init(&u.lock, NULL) != 0) {
 		free(u.etags);
-		free(u.key);
 		dcp_msgf(msg, "out of memory starting a multipart upload of %s",
 		         s3_describe_key(b, u.key, where, sizeof(where)));
+		free(u.key);
 		return DCP_ENOMEM;
 	}
 	rc = create_upload(b, u.key, &u.upload_id, msg);

@@ -15,6 +15,12 @@
 
 static xmlDocPtr parse(const char *body, size_t len)
 {
+	/* Blanks before the document: a 200 answer kept alive while S3 (or
+	 * MinIO) works; libxml2 refuses an XML declaration after them. */
+	while (body != NULL && len > 0 && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
+		body++;
+		len--;
+	}
 	if (body == NULL || len == 0 || len > INT32_MAX)
 		return NULL;
 	return xmlReadMemory(body, (int)len, "s3.xml", NULL, XML_OPTIONS);
