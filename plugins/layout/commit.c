@@ -231,7 +231,9 @@ static int remove_old_object(void *arg, size_t i, dcp_msg *msg)
 	commit_ctx *c = arg;
 	dcp_backend *b = c->w->backend;
 
-	if (data_path_ok(c->oldp[i]) && !layout_paths_contain(c->newp, c->nnew, c->oldp[i]))
+	/* Only names this layout gives its data objects are ever deleted, so
+	 * crafted metadata cannot make a commit remove anything else. */
+	if (layout_is_data_name(c->oldp[i]) && !layout_paths_contain(c->newp, c->nnew, c->oldp[i]))
 		(void)b->ops->remove(b, c->oldp[i], msg);
 	return 0;
 }
@@ -384,7 +386,7 @@ int dcp_layout_remove(dcp_backend *backend, const dcp_host *host, const char *lo
 	/* No checkpoint from here on; the objects are only garbage. Remove all
 	 * that can be, and report the first failure. */
 	for (i = 0; i < npaths; i++) {
-		if (!data_path_ok(paths[i]))
+		if (!layout_is_data_name(paths[i])) /* see remove_old_object */
 			continue;
 		rc = b->ops->remove(b, paths[i], &m);
 		if (rc != DCP_OK && first == DCP_OK) {
