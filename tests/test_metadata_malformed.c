@@ -290,3 +290,47 @@ Test(metadata, deeply_nested_document_is_refused)
 	cr_expect_eq(dcp_metadata_decode(json, 2 * depth, &md, &msg), DCP_EMETADATA);
 	free(json);
 }
+
+/* Found by fuzzing: a reader must not accept what no writer can write back. */
+Test(metadata, storage_meta_deeper_than_a_writer_allows_is_refused)
+{
+	const char *head =
+	        "{\"format\":{\"major\":1,\"minor\":0},\"checksum\":{\"algo\":\"xxh3-64\",\"block\":8},"
+	        "\"items\":[],\"storage_meta\":";
+	size_t depth = 300, hl = strlen(head);
+	char *json = malloc(hl + 2 * depth + 2);
+	cr_assert_not_null(json);
+	memcpy(json, head, hl);
+	for (size_t i = 0; i < depth; i++) {
+		json[hl + i] = '[';
+		json[hl + 2 * depth - 1 - i] = ']';
+	}
+	json[hl + 2 * depth] = '}';
+	json[hl + 2 * depth + 1] = '\0';
+	dcp_metadata *md = NULL;
+	dcp_msg msg = {{0}};
+	cr_expect_eq(dcp_metadata_decode(json, strlen(json), &md, &msg), DCP_EMETADATA, "%s", msg.text);
+	cr_expect_null(md);
+	free(json);
+}
+
+/* Found by fuzzing: 1e400 does not fit a double and used to come back as the
+ * text "null"; it is now no storage_meta at all, and round-trips as such. */
+Test(metadata, storage_meta_number_out_of_range_round_trips)
+{
+	const char *json =
+	        "{\"format\":{\"major\":1,\"minor\":0},\"checksum\":{\"algo\":\"xxh3-64\",\"block\":8},"
+	        "\"items\":[],\"storage_meta\":1e400}";
+	dcp_metadata *md = NULL, *again = NULL;
+	dcp_msg msg = {{0}};
+	char *text = NULL;
+	size_t len = 0;
+	cr_assert_eq(dcp_metadata_decode(json, strlen(json), &md, &msg), DCP_OK, "%s", msg.text);
+	cr_expect_null(md->storage_meta);
+	cr_assert_eq(dcp_metadata_encode(md, &text, &len, &msg), DCP_OK, "%s", msg.text);
+	cr_assert_eq(dcp_metadata_decode(text, len, &again, &msg), DCP_OK, "%s", msg.text);
+	cr_expect_null(again->storage_meta);
+	free(text);
+	dcp_metadata_free(md);
+	dcp_metadata_free(again);
+}

@@ -399,3 +399,25 @@ Test(url, strdup_and_asprintf)
 	cr_expect_eq(strlen(s), sizeof(big) + 1);
 	free(s);
 }
+
+/* Found by fuzzing: every range used to be expanded before duplicates were
+ * dropped, so 500 copies of "0-65535" (4 KB of text) took seconds and a long
+ * list could allocate gigabytes. */
+Test(url, rank_set_many_full_ranges_are_cheap, .timeout = 10)
+{
+	const char *range = "0-65535,";
+	size_t n = 500, len = strlen(range);
+	char *s = malloc(n * len + 1);
+	dcp_rank_set set;
+	dcp_msg msg = {{0}};
+	cr_assert_not_null(s);
+	for (size_t i = 0; i < n; i++)
+		memcpy(s + i * len, range, len);
+	s[n * len - 1] = '\0'; /* drop the last comma */
+	cr_assert_eq(dcp_rank_set_parse(s, &set, &msg), DCP_OK, "%s", msg.text);
+	cr_expect_eq(set.n, (size_t)65536, "a rank set holds each rank once, got %zu", set.n);
+	cr_expect(dcp_rank_set_has(&set, 0));
+	cr_expect(dcp_rank_set_has(&set, 65535));
+	dcp_rank_set_clear(&set);
+	free(s);
+}

@@ -4,8 +4,10 @@
 #   2. builds in build/ with warnings as errors and runs ctest;
 #   3. builds again in build-asan/ with AddressSanitizer and
 #      UndefinedBehaviorSanitizer and runs ctest there;
-#   4. checks that libdcp.so depends on neither curl nor MPI;
-#   5. installs into a temporary prefix and builds and runs a program against
+#   4. builds the libFuzzer targets with clang (build-fuzz/) and runs each for
+#      20 s on its corpus (tests/fuzz/run-fuzzers.sh);
+#   5. checks that libdcp.so depends on neither curl nor MPI;
+#   6. installs into a temporary prefix and builds and runs a program against
 #      the install, with find_package(dcp) and with pkg-config
 #      (tests/install/check-install.sh).
 # Stops at the first failing step and exits non-zero. Environment:
@@ -49,6 +51,11 @@ if [ "${DCP_SKIP_ASAN:-0}" != 1 ]; then
 else
 	echo "DCP_SKIP_ASAN=1: sanitizer build skipped"
 fi
+
+step "fuzzers: each libFuzzer target 20 s (clang)"
+t=$SECONDS
+DCP_JOBS=$jobs tests/fuzz/run-fuzzers.sh 20
+done_step "fuzzers (build-fuzz, 20 s each)" "$t"
 
 step "libdcp.so links neither curl nor MPI"
 t=$SECONDS

@@ -752,15 +752,26 @@ static int decode_root(const cJSON *root, dcp_metadata *md, dcp_msg *msg)
 
 	v = cJSON_GetObjectItemCaseSensitive(root, "storage_meta");
 	if (v != NULL && !cJSON_IsNull(v)) {
-		char *text = cJSON_PrintUnformatted(v);
+		char *text;
+		/* what a writer refuses to write (check_storage_meta) is no
+		 * checkpoint's, and could not be written again */
+		if (!json_depth_ok(v, 1)) {
+			dcp_msgf(msg,
+			         "malformed checkpoint metadata: storage_meta nests deeper than %d levels",
+			         STORAGE_META_DEPTH_MAX);
+			return DCP_EMETADATA;
+		}
+		text = cJSON_PrintUnformatted(v);
 		if (text == NULL)
 			goto nomem;
 		/* copied so that dcp_metadata_free can free() it whatever
-		 * allocator cJSON was given */
-		md->storage_meta = dcp_strdup(text);
-		cJSON_free(text);
-		if (md->storage_meta == NULL)
+		 * allocator cJSON was given; a number beyond a double's range
+		 * prints as null, which means none, as a null does */
+		if (strcmp(text, "null") != 0 && (md->storage_meta = dcp_strdup(text)) == NULL) {
+			cJSON_free(text);
 			goto nomem;
+		}
+		cJSON_free(text);
 	}
 
 	if (md->nitems > 1)

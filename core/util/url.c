@@ -484,9 +484,14 @@ int dcp_parse_bool(const char *s, int *out)
 
 #define RANK_MAX 65535
 
-static int cmp_int(const void *a, const void *b)
+/* One item of a rank list: ranks lo..hi. */
+typedef struct rank_span {
+	int lo, hi;
+} rank_span;
+
+static int cmp_span(const void *a, const void *b)
 {
-	int x = *(const int *)a, y = *(const int *)b;
+	int x = ((const rank_span *)a)->lo, y = ((const rank_span *)b)->lo;
 	return (x > y) - (x < y);
 }
 
@@ -509,10 +514,18 @@ static int parse_rank(const char **p, int *out)
 	return 0;
 }
 
+/*
+ * The items are collected as spans and expanded once, after sorting and
+ * merging them, so that time and memory stay proportional to the length of
+ * the list plus the ranks in the set (at most RANK_MAX + 1), however many
+ * items repeat or overlap ("0-65535,0-65535,...").
+ */
 int dcp_rank_set_parse(const char *s, dcp_rank_set *out, dcp_msg *msg)
 {
 	const char *p;
-	size_t cap = 0, i, j;
+	rank_span *spans = NULL;
+	size_t cap = 0, nspans = 0, total = 0, i;
+	int next, r;
 
 	if (out == NULL) {
 		dcp_msgf(msg, "dcp_rank_set_parse: out is NULL");
@@ -538,7 +551,7 @@ int dcp_rank_set_parse(const char *s, dcp_rank_set *out, dcp_msg *msg)
 		return DCP_OK;
 	}
 	for (;;) {
-		int lo, hi, r;
+		int lo, hi;
 		const char *item = p;
 
 		if (parse_rank(&p, &lo) != 0)
@@ -551,26 +564,23 @@ int dcp_rank_set_parse(const char *s, dcp_rank_set *out, dcp_msg *msg)
 			if (hi < lo) {
 				dcp_msgf(msg, "bad rank list '%s': range %d-%d is reversed (write %d-%d)", s,
 				         lo, hi, hi, lo);
-				dcp_rank_set_clear(out);
+				free(spans);
 				return DCP_EINVAL;
 			}
 		}
 		if (*p != ',' && *p != '\0')
 			goto bad_item;
-		for (r = lo; r <= hi; r++) {
-			if (out->n == cap) {
-				size_t ncap = cap ? cap * 2 : 8;
-				int *nr = realloc(out->ranks, ncap * sizeof(*nr));
-				if (nr == NULL) {
-					dcp_msgf(msg, "out of memory parsing rank list '%s'", s);
-					dcp_rank_set_clear(out);
-					return DCP_ENOMEM;
-				}
-				out->ranks = nr;
-				cap = ncap;
-			}
-			out->ranks[out->n++] = r;
+		if (nspans == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			rank_span *ns = realloc(spans, ncap * sizeof(*ns));
+			if (ns == NULL)
+				goto nomem;
+			spans = ns;
+			cap = ncap;
 		}
+		spans[nspans].lo = lo;
+		spans[nspans].hi = hi;
+		nspans++;
 		if (*p == '\0')
 			break;
 		p++; /* ',' */
@@ -580,15 +590,34 @@ int dcp_rank_set_parse(const char *s, dcp_rank_set *out, dcp_msg *msg)
 		         "bad rank list '%s' at '%s': expected ranks (0..%d) or ranges like 0-2, separated "
 		         "by ',', or '*' for all",
 		         s, item, RANK_MAX);
-		dcp_rank_set_clear(out);
+		free(spans);
 		return DCP_EINVAL;
 	}
-	qsort(out->ranks, out->n, sizeof(int), cmp_int);
-	for (i = 0, j = 0; i < out->n; i++)
-		if (j == 0 || out->ranks[j - 1] != out->ranks[i])
-			out->ranks[j++] = out->ranks[i];
-	out->n = j;
+	/* Sorted by start, each span adds its ranks from `next` (the first rank
+	 * above those of the spans before it) up. */
+	qsort(spans, nspans, sizeof(*spans), cmp_span);
+	for (i = 0, next = 0; i < nspans; i++) {
+		r = spans[i].lo > next ? spans[i].lo : next;
+		if (spans[i].hi >= r) {
+			total += (size_t)(spans[i].hi - r) + 1;
+			next = spans[i].hi + 1;
+		}
+	}
+	out->ranks = malloc(total * sizeof(int));
+	if (out->ranks == NULL)
+		goto nomem;
+	for (i = 0, next = 0; i < nspans; i++) {
+		for (r = spans[i].lo > next ? spans[i].lo : next; r <= spans[i].hi; r++)
+			out->ranks[out->n++] = r;
+		if (spans[i].hi >= next)
+			next = spans[i].hi + 1;
+	}
+	free(spans);
 	return DCP_OK;
+nomem:
+	dcp_msgf(msg, "out of memory parsing rank list '%s'", s);
+	free(spans);
+	return DCP_ENOMEM;
 }
 
 int dcp_rank_set_has(const dcp_rank_set *set, int rank)

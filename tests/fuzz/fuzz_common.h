@@ -22,12 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A failed property: print what and where, then abort so that libFuzzer
  * records the input as a crash. */
-#define FUZZ_CHECK(cond)                                                                            \
-	do {                                                                                        \
-		if (!(cond)) {                                                                      \
+#define FUZZ_CHECK(cond)                                                                                 \
+	do {                                                                                             \
+		if (!(cond)) {                                                                           \
 			fprintf(stderr, "%s:%d: fuzz property failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                                    \
-		}                                                                                   \
+			abort();                                                                         \
+		}                                                                                        \
 	} while (0)
 
 /* An allocation the harness itself needs; out of memory ends the run. */
@@ -59,9 +59,9 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 /* The input cut at NUL bytes into at most FUZZ_MAX_PARTS parts (the last
  * part takes the rest, NULs included). */
 typedef struct fuzz_parts {
-	size_t n;                    /* parts present (>= 1) */
-	char *text[FUZZ_MAX_PARTS];  /* NUL-terminated copies */
-	size_t len[FUZZ_MAX_PARTS];  /* bytes of each part, without the added NUL */
+	size_t n;                   /* parts present (>= 1) */
+	char *text[FUZZ_MAX_PARTS]; /* NUL-terminated copies */
+	size_t len[FUZZ_MAX_PARTS]; /* bytes of each part, without the added NUL */
 } fuzz_parts;
 
 static inline void fuzz_split(const uint8_t *data, size_t size, size_t max_parts, fuzz_parts *p)

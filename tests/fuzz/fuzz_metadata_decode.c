@@ -51,11 +51,12 @@ static int md_equal(const dcp_metadata *a, const dcp_metadata *b, int with_forma
 			if (memcmp(c->offsets, d->offsets, dims * sizeof(c->offsets[0])) != 0 ||
 			    memcmp(c->sizes, d->sizes, dims * sizeof(c->sizes[0])) != 0)
 				return 0;
-			if (!str_eq(c->storage.path, d->storage.path) || c->storage.offset != d->storage.offset ||
+			if (!str_eq(c->storage.path, d->storage.path) ||
+			    c->storage.offset != d->storage.offset ||
 			    c->storage.length != d->storage.length || c->storage.nsums != d->storage.nsums)
 				return 0;
-			if (c->storage.nsums > 0 &&
-			    memcmp(c->storage.sums, d->storage.sums, c->storage.nsums * sizeof(uint64_t)) != 0)
+			if (c->storage.nsums > 0 && memcmp(c->storage.sums, d->storage.sums,
+			                                   c->storage.nsums * sizeof(uint64_t)) != 0)
 				return 0;
 		}
 	}

@@ -31,10 +31,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const char *const vars[] = {
-	        "AWS_REGION",         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",    "AWS_ENDPOINT_URL_S3",
-	        "AWS_MAX_ATTEMPTS",   "AWS_CA_BUNDLE",      "AWS_ACCESS_KEY_ID",   "AWS_SECRET_ACCESS_KEY",
-	        "AWS_SESSION_TOKEN",  "AWS_PROFILE",        "AWS_DEFAULT_PROFILE", "DCP_S3_CONFIG",
-	        "AWS_CONFIG_FILE",    "AWS_SHARED_CREDENTIALS_FILE"};
+	        "AWS_REGION",          "AWS_DEFAULT_REGION",         "AWS_ENDPOINT_URL",
+	        "AWS_ENDPOINT_URL_S3", "AWS_MAX_ATTEMPTS",           "AWS_CA_BUNDLE",
+	        "AWS_ACCESS_KEY_ID",   "AWS_SECRET_ACCESS_KEY",      "AWS_SESSION_TOKEN",
+	        "AWS_PROFILE",         "AWS_DEFAULT_PROFILE",        "DCP_S3_CONFIG",
+	        "AWS_CONFIG_FILE",     "AWS_SHARED_CREDENTIALS_FILE"};
 
 	(void)argc;
 	(void)argv;
@@ -64,10 +65,13 @@ static void check_no_secret(const char *text, const uint8_t *data, size_t size, 
 				for (e = eq; e > k && (e[-1] == ' ' || e[-1] == '\t');)
 					*--e = '\0';
 				v = eq + 1 + strspn(eq + 1, " \t");
-				for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r');)
+				for (e = v + strlen(v);
+				     e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r');)
 					*--e = '\0';
-				if ((strcmp(k, "aws_secret_access_key") == 0 || strcmp(k, "aws_session_token") == 0) &&
-				    strlen(v) >= 12 && fuzz_count(data, size, v) == 1 && strstr(msg, v) != NULL) {
+				if ((strcmp(k, "aws_secret_access_key") == 0 ||
+				     strcmp(k, "aws_session_token") == 0) &&
+				    strlen(v) >= 12 && fuzz_count(data, size, v) == 1 &&
+				    strstr(msg, v) != NULL) {
 					fprintf(stderr, "secret '%s' is in the message: %s\n", v, msg);
 					FUZZ_CHECK(!"a secret leaked into a message");
 				}

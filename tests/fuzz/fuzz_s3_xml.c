@@ -74,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(message, 'x', sizeof(message));
 	found = s3_xml_error(body, size, code, sizeof(code), message, sizeof(message));
 	FUZZ_CHECK(found == 0 || found == 1);
-	FUZZ_CHECK(memchr(code, '\0', sizeof(code)) != NULL && memchr(message, '\0', sizeof(message)) != NULL);
+	FUZZ_CHECK(memchr(code, '\0', sizeof(code)) != NULL &&
+	           memchr(message, '\0', sizeof(message)) != NULL);
 	if (!found)
 		FUZZ_CHECK(code[0] == '\0' && message[0] == '\0');
 	tiny[0] = 'x';

@@ -2,8 +2,9 @@
 # Builds the libFuzzer targets of tests/fuzz with clang in build-fuzz/ and runs
 # each one for SECONDS (default 20) on one job, starting from a temporary copy
 # of its seed corpus (tests/fuzz/corpus/<target>/, which is never written).
-# Fails on the first target that finds a crash, a leak, a timeout (an input
-# taking over 5 s) or a memory blow-up (over 2048 MB).
+# Exits 1 (after running them all) if any target finds a crash, a failed
+# property, a leak, a timeout (an input taking over 5 s) or a memory blow-up
+# (over 2048 MB); its log is shown and its input kept (see below).
 #
 # usage: tests/fuzz/run-fuzzers.sh [SECONDS] [TARGET...]
 #   TARGET  run only these (default: every fuzz_* target that was built)
@@ -21,8 +22,9 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 shift || true
 case $seconds in
-'' | *[!0-9]*)
-	echo "usage: $0 [SECONDS] [TARGET...] (SECONDS is a whole number, not '$seconds')" >&2
+'' | *[!0-9]* | 0)
+	# (libFuzzer reads -max_total_time=0 as "no limit")
+	echo "usage: $0 [SECONDS] [TARGET...] (SECONDS is a whole number above 0, not '$seconds')" >&2
 	exit 2
 	;;
 esac
@@ -37,16 +39,18 @@ fi
 echo "=== configure $build (clang, DCP_FUZZ=ON)"
 # tests/fuzz/CMakeLists.txt writes the list of its targets here.
 list=$build/tests/fuzz/fuzz-targets.txt
+log=$build/configure-fuzz.log
 rm -f "$list"
+mkdir -p "$build"
 CC=clang cmake -S . -B "$build" -DDCP_FUZZ=ON -DDCP_BUILD_TESTS=ON -DDCP_SANITIZE=OFF \
-	-DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 || {
-	cat "$build.configure.log" >&2
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo >"$log" 2>&1 || {
+	cat "$log" >&2
 	exit 1
 }
 if [ ! -s "$list" ]; then
 	echo "run-fuzzers: $build has no fuzz targets: tests/CMakeLists.txt must add_subdirectory(fuzz)" \
 		"when DCP_FUZZ is on, and the build must use clang (remove $build if it was configured with" \
-		"another compiler); see $build.configure.log" >&2
+		"another compiler); see $log" >&2
 	exit 1
 fi
 echo "=== build the fuzz targets ($jobs jobs)"
