@@ -255,10 +255,16 @@ int dcp_step_exchange(dcp_comm *comm, int coordinator, const char *step, const d
 		free(mine_reply.data);
 		int code = crc != DCP_OK ? crc : src;
 		dcp_error *e = dcp_error_new(step);
-		if (e != NULL)
-			dcp_error_add(
-			        e, self, "comm", code,
-			        "a collective operation failed on this rank; other ranks may have stopped");
+		if (e != NULL) {
+			char text[300];
+			snprintf(text, sizeof(text),
+			         "the %s step's exchange with the coordinator (rank %d) failed on this rank "
+			         "(%s): "
+			         "another rank may have died or stopped answering; look at the other ranks' "
+			         "output (with MPI, DCP_MPI_TIMEOUT bounds the wait)",
+			         step, coordinator, dcp_strerror(code));
+			dcp_error_add(e, self, "comm", code, text);
+		}
 		dcp_error_set(err, e);
 		return code;
 	}
