@@ -38,11 +38,6 @@
 #define MSAN_ON 1
 #endif
 #endif
-#if defined(ASAN_ON) || defined(TSAN_ON) || defined(MSAN_ON)
-#define SANITIZED 1
-#else
-#define SANITIZED 0
-#endif
 
 /* The out-of-memory tests ask for impossible sizes: let the sanitizers'
  * allocators answer NULL, as malloc does, instead of aborting. */
@@ -61,49 +56,8 @@ const char *__tsan_default_options(void)
 }
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* Allocation failures on demand, per thread (builds without sanitizers)     */
-/* ------------------------------------------------------------------------ */
-#if !SANITIZED
-static _Thread_local long fail_countdown = -1;
-static _Thread_local int fail_hit;
-
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-
-static int should_fail(void)
-{
-	if (fail_countdown < 0)
-		return 0;
-	if (fail_countdown-- == 0) {
-		fail_hit = 1;
-		return 1;
-	}
-	return 0;
-}
-
-void *malloc(size_t n)
-{
-	return should_fail() ? NULL : __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	return should_fail() ? NULL : __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	return should_fail() ? NULL : __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-#endif
+/* Allocation failures on demand, per thread (builds without sanitizers). */
+#include "failmalloc.h"
 
 /* ------------------------------------------------------------------------ */
 /* Messages and the per-rank report                                         */
@@ -584,7 +538,7 @@ Test(thread_comm, out_of_memory_on_some_ranks, .timeout = 120)
 	free(c);
 }
 
-#if !SANITIZED
+#if DCP_ALLOC_FAILURES
 /* Each allocation an allgather makes on one rank, failed in turn: that rank
  * alone gets DCP_ENOMEM and the group goes on. */
 static int allgather_alloc_failures(dcp_comm *comm, int rank, void *arg)
@@ -756,7 +710,7 @@ Test(run_ranks, bad_arguments, .timeout = 120)
 	cr_assert_eq(results[0], 42);
 }
 
-#if !SANITIZED
+#if DCP_ALLOC_FAILURES
 /* Address space for only a few thread stacks: dcp_run_ranks must fail
  * without running fn on any rank (a rank would wait forever for the ranks
  * that never started) and without hanging on the threads it did start. */

@@ -12,75 +12,7 @@
 #include "../core/src/error_internal.h"
 #include "dcp/dcp.h"
 
-/* ------------------------------------------------------------------------ */
-/* Allocation failures on demand (builds without ASan/TSan, which own malloc) */
-/* ------------------------------------------------------------------------ */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ALLOC_FAILURES 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define ALLOC_FAILURES 0
-#endif
-#endif
-#ifndef ALLOC_FAILURES
-#define ALLOC_FAILURES 1
-#endif
-
-#if ALLOC_FAILURES
-/* The calling thread's next allocations: -1 never fail, n >= 0: the one after
- * n more successes fails (once). Per thread, so other threads are unaffected. */
-static _Thread_local long fail_countdown = -1;
-static _Thread_local int fail_hit;
-
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-
-static int should_fail(void)
-{
-	if (fail_countdown < 0)
-		return 0;
-	if (fail_countdown-- == 0) {
-		fail_hit = 1;
-		return 1;
-	}
-	return 0;
-}
-
-void *malloc(size_t n)
-{
-	return should_fail() ? NULL : __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	return should_fail() ? NULL : __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	return should_fail() ? NULL : __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-
-static void fail_after(long n)
-{
-	fail_hit = 0;
-	fail_countdown = n;
-}
-
-/* Disarms; returns 1 if an allocation was failed since fail_after. */
-static int fail_done(void)
-{
-	fail_countdown = -1;
-	return fail_hit;
-}
-#endif
+#include "failmalloc.h"
 
 /* ------------------------------------------------------------------------ */
 
@@ -357,7 +289,7 @@ Test(error, set_stores_or_frees)
 	cr_assert_null(out);
 }
 
-#if ALLOC_FAILURES
+#if DCP_ALLOC_FAILURES
 Test(error_oom, new_fails_cleanly)
 {
 	long k;

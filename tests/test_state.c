@@ -13,74 +13,7 @@
 #include "dcp/dcp.h"
 #include "dcp/sys/planner.h"
 
-/* ------------------------------------------------------------------------ */
-/* Allocation failures on demand (builds without ASan/TSan, which own malloc) */
-/* ------------------------------------------------------------------------ */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ALLOC_FAILURES 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define ALLOC_FAILURES 0
-#endif
-#endif
-#ifndef ALLOC_FAILURES
-#define ALLOC_FAILURES 1
-#endif
-
-#if ALLOC_FAILURES
-/* The calling thread's next allocations: -1 never fail, n >= 0: the one after
- * n more successes fails (once). */
-static _Thread_local long fail_countdown = -1;
-static _Thread_local int fail_hit;
-
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-
-static int should_fail(void)
-{
-	if (fail_countdown < 0)
-		return 0;
-	if (fail_countdown-- == 0) {
-		fail_hit = 1;
-		return 1;
-	}
-	return 0;
-}
-
-void *malloc(size_t n)
-{
-	return should_fail() ? NULL : __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	return should_fail() ? NULL : __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	return should_fail() ? NULL : __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-
-static void fail_after(long n)
-{
-	fail_hit = 0;
-	fail_countdown = n;
-}
-
-static int fail_done(void)
-{
-	fail_countdown = -1;
-	return fail_hit;
-}
-#endif
+#include "failmalloc.h"
 
 /* ------------------------------------------------------------------------ */
 
@@ -566,7 +499,7 @@ Test(dtype, unknown)
 	cr_assert_eq(d, DCP_F32);
 }
 
-#if ALLOC_FAILURES
+#if DCP_ALLOC_FAILURES
 /* Every allocation of an add, failed in turn: DCP_ENOMEM, the state as it
  * was, and a message; then the same add succeeds. */
 Test(state_oom, adds_fail_cleanly)
