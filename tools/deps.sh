@@ -10,12 +10,12 @@
 # tools/demo.sh, tools/test-all.sh and .ci/run.
 set -euo pipefail
 
-# libcurl and libxml2: the S3 plugin (built only when they are found; libdcp
+# libcurl, libxml2 and libssl-dev (libcrypto: SigV4 and Content-MD5): the S3 plugin (built only when they are found; libdcp
 # itself never links them). libs3: an independent S3 client for the tests.
 # libopenmpi-dev and openmpi-bin (mpirun): libdcp_mpi, the MPI example and the
 # MPI tests (built only when MPI is found; libdcp itself never links MPI).
 build_pkgs=(cmake make gcc libc6-dev pkg-config libcjson-dev libcriterion-dev libisal-dev libxxhash-dev
-	libcurl4-openssl-dev libxml2-dev libopenmpi-dev openmpi-bin)
+	libcurl4-openssl-dev libxml2-dev libssl-dev libopenmpi-dev openmpi-bin)
 # clang and its runtime: sanitizer and fuzzing builds with clang.
 test_pkgs=("${build_pkgs[@]}" clang clang-format libclang-rt-14-dev binutils libs3-dev)
 
