@@ -511,10 +511,8 @@ static void backend_destroy(dcp_backend *base)
 	free(b->prefix);
 	free(b->base_url);
 	free(b->bucket_url);
-	free(b->sigv4);
 	free(b->endpoint_shown);
 	free(b);
-	curl_global_cleanup();
 }
 
 static const dcp_backend_ops s3_ops = {
@@ -534,6 +532,19 @@ static const dcp_backend_ops s3_ops = {
         .write_iov = s3_write_iov,
         .read_iov = backend_read_iov,
 };
+
+/* libcurl's and libxml2's global initialisation, once per process: neither
+ * may run while another thread uses the library, so it is never repeated
+ * per backend, and never undone (the process may still hold other handles;
+ * the OS reclaims it at exit). */
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_init_rc; /* written once under global_once, read after it */
+
+static void global_init(void)
+{
+	global_init_rc = (int)curl_global_init(CURL_GLOBAL_DEFAULT);
+	xmlInitParser();
+}
 
 /* Fills base_url and bucket_url from the endpoint and the addressing style. */
 static int build_urls(s3_backend *b)
@@ -585,15 +596,15 @@ int dcp_s3_backend_open(const dcp_s3_config *cfg, const char *bucket, const char
 		         cfg->region != NULL ? cfg->region : "none");
 		return DCP_EINVAL;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		dcp_msgf(msg, "libcurl could not be initialised (curl_global_init failed)");
+	pthread_once(&global_once, global_init);
+	if (global_init_rc != CURLE_OK) {
+		dcp_msgf(msg, "libcurl could not be initialised (curl_global_init failed: %s)",
+		         curl_easy_strerror((CURLcode)global_init_rc));
 		return DCP_EIO;
 	}
-	xmlInitParser();
 	b = calloc(1, sizeof(*b));
 	if (b == NULL || pthread_mutex_init(&b->pool_lock, NULL) != 0) {
 		free(b);
-		curl_global_cleanup();
 		dcp_msgf(msg, "out of memory opening bucket '%s'", bucket);
 		return DCP_ENOMEM;
 	}
@@ -606,8 +617,7 @@ int dcp_s3_backend_open(const dcp_s3_config *cfg, const char *bucket, const char
 	}
 	b->bucket = dcp_strdup(bucket);
 	b->prefix = dcp_strdup(prefix != NULL ? prefix : "");
-	b->sigv4 = dcp_asprintf("aws:amz:%s:s3", b->cfg.region);
-	if (b->bucket == NULL || b->prefix == NULL || b->sigv4 == NULL || build_urls(b) != 0) {
+	if (b->bucket == NULL || b->prefix == NULL || build_urls(b) != 0) {
 		backend_destroy(&b->base);
 		dcp_msgf(msg, "out of memory opening bucket '%s'", bucket);
 		return DCP_ENOMEM;

@@ -13,7 +13,7 @@
  * a multipart upload beyond. Any failure aborts the upload. put_atomic is one
  * PUT (S3 replaces an object atomically).
  * Reads are ranged GETs; a large read is split into ranges fetched in
- * parallel. Requests are signed with AWS Signature V4 by libcurl and retried
+ * parallel. Requests are signed with AWS Signature V4 (s3_sigv4.c) and retried
  * with exponential backoff and full jitter on 5xx answers, SlowDown,
  * connection resets and timeouts; 4xx answers fail at once with S3's error
  * code and message.
@@ -61,10 +61,13 @@ typedef struct dcp_s3_config {
 	int concurrency;              /* parts (and read ranges) in flight per object, 1..64 */
 	int max_attempts;             /* 1..DCP_S3_MAX_ATTEMPTS tries per request */
 	int verify_tls;               /* 0 only when asked for explicitly */
-	char *ca_bundle;              /* CA file (AWS_CA_BUNDLE, ca_bundle); NULL: system default */
-	long connect_timeout_s;       /* connect timeout */
-	long low_speed_time_s;        /* a transfer below 1 byte/s for this long fails (and is retried) */
-	unsigned backoff_base_ms;     /* retry n waits a random time in [0, min(cap, base * 2^n)) */
+	int upload_md5;           /* 1 (default): Content-MD5 on every PUT and part (upload_checksum=md5) */
+	int verify_etag;          /* 1 (default): an MD5-style ETag must match the bytes sent, and a
+	                             multipart ETag "<hex>-N" the parts' MD5s */
+	char *ca_bundle;          /* CA file (AWS_CA_BUNDLE, ca_bundle); NULL: system default */
+	long connect_timeout_s;   /* connect timeout */
+	long low_speed_time_s;    /* a transfer below 1 byte/s for this long fails (and is retried) */
+	unsigned backoff_base_ms; /* retry n waits a random time in [0, min(cap, base * 2^n)) */
 	unsigned backoff_cap_ms;
 } dcp_s3_config;
 
@@ -129,8 +132,8 @@ int dcp_s3_split_id(const char *rest, const char *shown, char **bucket, char **p
 
 /*
  * A backend over bucket/prefix with a copy of cfg. No request is sent here.
- * Calls curl_global_init (reference counted; thread-safe in this libcurl)
- * and xmlInitParser.
+ * The first open in the process initialises libcurl and libxml2 (once,
+ * under pthread_once; never undone by a destroy).
  */
 int dcp_s3_backend_open(const dcp_s3_config *cfg, const char *bucket, const char *prefix, dcp_backend **out,
                         dcp_msg *msg);

@@ -14,8 +14,8 @@
 #include "s3_internal.h"
 
 const char *const dcp_s3_url_keys[] = {
-        "endpoint",    "region",  "path_style", "part_size", "multipart_threshold",
-        "concurrency", "retries", "profile",    "config",    NULL};
+        "endpoint", "region",  "path_style", "part_size",       "multipart_threshold", "concurrency",
+        "retries",  "profile", "config",     "upload_checksum", "verify_etag",         NULL};
 
 #define FILE_MAX (1 << 20) /* AWS files and JSON profiles larger than this are refused */
 
@@ -36,6 +36,8 @@ void dcp_s3_config_init(dcp_s3_config *cfg)
 	cfg->concurrency = DCP_S3_DEFAULT_CONCURRENCY;
 	cfg->max_attempts = DCP_S3_DEFAULT_ATTEMPTS;
 	cfg->verify_tls = 1;
+	cfg->upload_md5 = 1;
+	cfg->verify_etag = 1;
 	cfg->connect_timeout_s = 10;
 	cfg->low_speed_time_s = 60;
 	cfg->backoff_base_ms = 100;
@@ -239,6 +241,22 @@ static int set_bool(int *slot, const char *v, const char *what, const char *from
 {
 	if (dcp_parse_bool(v, slot) != DCP_OK) {
 		dcp_msgf(msg, "%s '%.60s' from %s is not 1/0, true/false, yes/no or on/off", what, v, from);
+		return code;
+	}
+	return DCP_OK;
+}
+
+static int set_upload_checksum(dcp_s3_config *cfg, const char *v, const char *from, int code, dcp_msg *msg)
+{
+	if (strcmp(v, "md5") == 0)
+		cfg->upload_md5 = 1;
+	else if (strcmp(v, "none") == 0)
+		cfg->upload_md5 = 0;
+	else {
+		dcp_msgf(msg,
+		         "upload_checksum '%.60s' from %s is not md5 (Content-MD5 on every upload, the "
+		         "default) or none",
+		         v, from);
 		return code;
 	}
 	return DCP_OK;
@@ -515,10 +533,22 @@ static const char *json_text(const cJSON *v, char *buf, size_t len)
 
 static int json_load(const char *path, json_settings *js, dcp_msg *msg)
 {
-	static const char *const known[] = {
-	        "endpoint",        "region",         "path_style", "part_size",  "multipart_threshold",
-	        "concurrency",     "retries",        "profile",    "verify_tls", "ca_bundle",
-	        "connect_timeout", "low_speed_time", "comment",    NULL};
+	static const char *const known[] = {"endpoint",
+	                                    "region",
+	                                    "path_style",
+	                                    "part_size",
+	                                    "multipart_threshold",
+	                                    "concurrency",
+	                                    "retries",
+	                                    "profile",
+	                                    "verify_tls",
+	                                    "ca_bundle",
+	                                    "connect_timeout",
+	                                    "low_speed_time",
+	                                    "comment",
+	                                    "upload_checksum",
+	                                    "verify_etag",
+	                                    NULL};
 	char *buf;
 	size_t len, i;
 	int rc;
@@ -546,7 +576,8 @@ static int json_load(const char *path, json_settings *js, dcp_msg *msg)
 			         "path_style, part_size, multipart_threshold, concurrency, retries, profile, "
 			         "verify_tls, "
 			         "ca_bundle, "
-			         "connect_timeout, low_speed_time, comment (credentials belong in the "
+			         "connect_timeout, low_speed_time, upload_checksum, verify_etag, comment "
+			         "(credentials belong in the "
 			         "environment or "
 			         "~/.aws/credentials)",
 			         path, it->string);
@@ -590,6 +621,10 @@ static int apply_key(dcp_s3_config *cfg, const char *key, const char *v, const c
 		return set_bool(&cfg->verify_tls, v, "verify_tls", from, code, msg);
 	if (strcmp(key, "ca_bundle") == 0)
 		return set_string(&cfg->ca_bundle, v, msg);
+	if (strcmp(key, "upload_checksum") == 0)
+		return set_upload_checksum(cfg, v, from, code, msg);
+	if (strcmp(key, "verify_etag") == 0)
+		return set_bool(&cfg->verify_etag, v, "verify_etag", from, code, msg);
 	if (strcmp(key, "connect_timeout") == 0)
 		return set_seconds(&cfg->connect_timeout_s, v, "connect_timeout", from, code, msg);
 	if (strcmp(key, "low_speed_time") == 0)

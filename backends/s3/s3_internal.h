@@ -4,6 +4,7 @@
  *   s3_names.c      bucket names, key prefixes, key and query encoding
  *   s3_config.c     configuration from the environment, AWS files, JSON, URL
  *   s3_request.c    one HTTP request on a pooled libcurl easy handle
+ *   s3_sigv4.c      AWS Signature V4, Content-MD5 and payload digests
  *   s3_retry.c      the retry loop, and S3 errors turned into messages
  *   s3_xml.c        S3's XML answers (libxml2)
  *   s3_multipart.c  object writes: one PUT, or a parallel multipart upload (from
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #include "s3/s3_backend.h"
+#include "s3/s3_sigv4.h"
 
 typedef void CURL_handle; /* a CURL *, kept opaque outside s3_request.c */
 
@@ -29,7 +31,6 @@ typedef struct s3_backend {
 	char *prefix;     /* "" or "a/b" (no trailing '/') */
 	char *base_url;   /* everything before the encoded key: "http://h:p/bucket/" or "https://bucket.h/" */
 	char *bucket_url; /* the bucket itself: base_url without the trailing '/' (path style) or with it */
-	char *sigv4;      /* "aws:amz:REGION:s3" */
 	char *endpoint_shown; /* the endpoint, for messages */
 
 	pthread_mutex_t pool_lock; /* guards pool */
@@ -79,8 +80,13 @@ typedef struct s3_req {
 	                                offset dsts_off (NULL data: dropped); borrowed */
 	size_t ndsts;
 	uint64_t dsts_off;
-	int want_body;            /* 2xx answers: keep the body in resp->body */
-	const atomic_int *cancel; /* nonzero: abort the transfer (and do not retry); may be NULL */
+	int want_body;             /* 2xx answers: keep the body in resp->body */
+	const atomic_int *cancel;  /* nonzero: abort the transfer (and do not retry); may be NULL */
+	const char *if_none_match; /* "If-None-Match" value ("*": create only), or NULL */
+	/* Filled by s3_execute, not by callers: the body's MD5, sent as
+	 * Content-MD5 (the store refuses a body that does not match it). */
+	int has_md5;
+	unsigned char md5[16];
 } s3_req;
 
 typedef struct s3_resp {
@@ -96,9 +102,14 @@ typedef struct s3_resp {
 	uint64_t range_total; /* from Content-Range ".../total", if any */
 	int has_content_length;
 	uint64_t content_length;
+	int has_range_bounds; /* Content-Range "bytes FIRST-LAST/..." was parsed */
+	uint64_t range_first, range_last;
+	int range_mismatch; /* a 206 answer whose Content-Range is not the range asked for */
 	char etag[128];
 	char request_id[96];
-	int cancelled; /* the transfer was aborted through req->cancel */
+	int cancelled;            /* the transfer was aborted through req->cancel */
+	char string_to_sign[256]; /* what the request was signed with ("" if unsigned): compared
+	                             with the store's own on SignatureDoesNotMatch */
 } s3_resp;
 
 void s3_resp_reset(s3_resp *r); /* keeps the body buffer, empties it */
@@ -109,6 +120,12 @@ void s3_resp_free(s3_resp *r);
 int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp);
 /* Frees every pooled handle (destroy). */
 void s3_pool_clear(s3_backend *b);
+
+/* ------------------------------------------------------------------------ */
+/* s3_sigv4.c (the signer itself: s3_sigv4.h)                                */
+/* ------------------------------------------------------------------------ */
+/* MD5 of q's body (body, or body_len bytes of segs from segs_off). 0 or -1. */
+int s3_body_md5(const s3_req *q, unsigned char out[16]);
 
 /* ------------------------------------------------------------------------ */
 /* s3_retry.c                                                               */
@@ -133,6 +150,10 @@ int s3_fail(s3_backend *b, const s3_req *req, const s3_resp *resp, int attempts,
 /* Parses an <Error> body: Code and Message into the buffers ("" when not
  * there). Returns 1 if body is an <Error> document, else 0. */
 int s3_xml_error(const char *body, size_t len, char *code, size_t codelen, char *message, size_t msglen);
+/* The text of element `name` under the root element root_name, into out
+ * (truncated to outlen - 1). Returns 1 if found, else 0 (out ""). */
+int s3_xml_text(const char *body, size_t len, const char *root_name, const char *name, char *out,
+                size_t outlen);
 /* InitiateMultipartUploadResult: *upload_id malloc'd. DCP_EIO if absent or
  * not XML, DCP_ENOMEM. */
 int s3_xml_upload_id(const char *body, size_t len, char **upload_id);

@@ -3,15 +3,16 @@
  * pool. Handles go back to the pool after each request, so their open
  * connections are reused by the next request (curl_easy_reset keeps them).
  *
- * Signing: libcurl signs with AWS Signature V4 (CURLOPT_AWS_SIGV4). libcurl
- * 7.88 signs the path and query exactly as given, so the caller passes them
- * already in canonical form (keys and values percent-encoded, query keys
- * sorted, "k=" for empty values), and the x-amz-content-sha256 header is set
- * here explicitly: the hash of the empty body for requests without one,
- * UNSIGNED-PAYLOAD for bodies (allowed by S3; the layout checksums the data).
+ * Signing: AWS Signature V4, computed here (s3_sigv4.c) over the headers
+ * that build_headers sends, whatever the libcurl version. The path and query
+ * are signed exactly as sent, so callers pass them already in canonical form
+ * (keys and values percent-encoded, query keys sorted, "k=" for empty
+ * values). x-amz-content-sha256 is the hash of the body for bodies from
+ * memory up to SIGNED_BODY_MAX, else UNSIGNED-PAYLOAD (allowed by S3); data
+ * bodies carry Content-MD5, which the store checks.
  *
- * Threads: any thread; the pool is guarded by b->pool_lock. The secret key is
- * passed to libcurl only as CURLOPT_PASSWORD and never logged
+ * Threads: any thread; the pool is guarded by b->pool_lock. The secret key
+ * never reaches libcurl (only the signature does) and is never logged
  * (CURLOPT_VERBOSE stays off).
  */
 #include <curl/curl.h>
@@ -19,12 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "s3_internal.h"
 
 #define EMPTY_SHA256   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ERROR_BODY_CAP ((size_t)64 << 10)
 #define IO_BUFFER_SIZE (512L << 10)
+/* Bodies from memory up to this size are signed with their SHA-256. */
+#define SIGNED_BODY_MAX ((uint64_t)1 << 20)
 
 void s3_resp_reset(s3_resp *r)
 {
@@ -309,7 +313,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		/* A new status line (after a 100 Continue, too): start over. */
 		const char *sp = memchr(data, ' ', n);
 		r->status = sp != NULL ? strtol(sp + 1, NULL, 10) : 0;
-		r->has_content_length = r->has_content_range = 0;
+		r->has_content_length = r->has_content_range = r->has_range_bounds = 0;
 		r->etag[0] = r->request_id[0] = '\0';
 		if (r->status == 200 && x->req->has_range)
 			r->skip = x->req->range_off;
@@ -325,7 +329,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		r->has_content_length = 1;
 	} else if (header_is(data, n, "content-range", &v, &vn)) {
 		const char *slash;
+		unsigned long long first, last;
 		copy_value(tmp, sizeof(tmp), v, vn);
+		if (sscanf(tmp, "bytes %llu-%llu", &first, &last) == 2 && first <= last) {
+			r->range_first = first;
+			r->range_last = last;
+			r->has_range_bounds = 1;
+		}
 		slash = strchr(tmp, '/');
 		if (slash != NULL && slash[1] >= '0' && slash[1] <= '9') {
 			r->range_total = strtoull(slash + 1, NULL, 10);
@@ -364,21 +374,190 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *h, int *o
 	return n;
 }
 
+/* The headers of one request: each is sent, and each one in `signed` is
+ * also signed, from the same strings, so that SignedHeaders can never name
+ * a header that the request does not carry. */
+typedef struct req_headers {
+	s3_header h[S3_MAX_SIGNED_HEADERS];
+	size_t n;
+	char host[300], date[20], sha[72], range[64], md5[32], type[128];
+} req_headers;
+
+static void sign_add(req_headers *rh, const char *name, const char *value)
+{
+	rh->h[rh->n].name = name;
+	rh->h[rh->n].value = value;
+	rh->n++;
+}
+
+/* Builds and signs the request's headers into *out (a curl list). url is the
+ * request URL; its authority is the Host header, its path the canonical
+ * URI. Returns 0, DCP_ENOMEM, or DCP_EINVAL for a URL without a host. */
+static int build_headers(s3_backend *b, const s3_req *req, const char *url, s3_resp *resp,
+                         struct curl_slist **out)
+{
+	req_headers rh;
+	struct curl_slist *l = NULL;
+	const char *auth = strstr(url, "://"), *path, *qmark;
+	char line[400];
+	char *token = NULL;
+	int oom = 0;
+	size_t i;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	memset(&rh, 0, sizeof(rh));
+	*out = NULL;
+	if (auth == NULL)
+		return DCP_EINVAL;
+	auth += 3;
+	path = auth + strcspn(auth, "/?");
+	if ((size_t)(path - auth) >= sizeof(rh.host) || path == auth)
+		return DCP_EINVAL;
+	memcpy(rh.host, auth, (size_t)(path - auth));
+	qmark = strchr(path, '?');
+	if (qmark == NULL)
+		qmark = path + strlen(path);
+
+	gmtime_r(&now, &tm);
+	strftime(rh.date, sizeof(rh.date), "%Y%m%dT%H%M%SZ", &tm);
+	sign_add(&rh, "host", rh.host);
+	sign_add(&rh, "x-amz-date", rh.date);
+	/* Small bodies from memory (CompleteMultipartUpload, DeleteObjects,
+	 * the metadata) are signed with their hash; data bodies are covered by
+	 * Content-MD5 instead of a second pass over them. */
+	if (!req->has_body)
+		snprintf(rh.sha, sizeof(rh.sha), "%s", EMPTY_SHA256);
+	else if (req->segs == NULL && req->body_len <= SIGNED_BODY_MAX) {
+		if (s3_sha256_hex(req->body, (size_t)req->body_len, rh.sha) != 0)
+			return DCP_ENOMEM;
+	} else
+		snprintf(rh.sha, sizeof(rh.sha), "UNSIGNED-PAYLOAD");
+	sign_add(&rh, "x-amz-content-sha256", rh.sha);
+	if (req->has_range) {
+		snprintf(rh.range, sizeof(rh.range), "bytes=%llu-%llu", (unsigned long long)req->range_off,
+		         (unsigned long long)(req->range_off + req->range_len - 1));
+		sign_add(&rh, "range", rh.range);
+	}
+	if (req->has_md5) {
+		s3_base64(req->md5, 16, rh.md5);
+		sign_add(&rh, "content-md5", rh.md5);
+	}
+	if (req->content_type != NULL) {
+		snprintf(rh.type, sizeof(rh.type), "%s", req->content_type);
+		sign_add(&rh, "content-type", rh.type);
+	}
+	if (req->if_none_match != NULL)
+		sign_add(&rh, "if-none-match", req->if_none_match);
+	if (b->cfg.session_token != NULL && b->cfg.access_key_id != NULL)
+		sign_add(&rh, "x-amz-security-token", b->cfg.session_token);
+
+	/* Sent as "Name: value" with the names in their usual case; the
+	 * signature uses the lowercase names, as SigV4 requires. */
+	for (i = 0; i < rh.n && !oom; i++) {
+		static const char *const shown[][2] = {
+		        {"host", "Host"},
+		        {"range", "Range"},
+		        {"content-md5", "Content-MD5"},
+		        {"content-type", "Content-Type"},
+		        {"if-none-match", "If-None-Match"},
+		};
+		const char *name = rh.h[i].name;
+		size_t k;
+		for (k = 0; k < sizeof(shown) / sizeof(shown[0]); k++)
+			if (strcmp(shown[k][0], name) == 0)
+				name = shown[k][1];
+		if (strcmp(rh.h[i].name, "x-amz-security-token") == 0) {
+			token = dcp_asprintf("%s: %s", name, rh.h[i].value);
+			if (token == NULL)
+				oom = 1;
+			else {
+				l = add_header(l, token, &oom);
+				explicit_bzero(token, strlen(token));
+				free(token);
+			}
+			continue;
+		}
+		snprintf(line, sizeof(line), "%s: %s", name, rh.h[i].value);
+		l = add_header(l, line, &oom);
+	}
+	/* No "Expect: 100-continue" (libcurl adds it to bodies over 1 MiB): it
+	 * costs a round trip per request, and an S3 error answer ends the
+	 * transfer early anyway. Not signed: it is removed, not sent. */
+	if (req->has_body)
+		l = add_header(l, "Expect:", &oom);
+	/* libcurl's own "Accept: * / *" is neither needed nor signed. */
+	l = add_header(l, "Accept:", &oom);
+
+	if (!oom && b->cfg.access_key_id != NULL && b->cfg.secret_access_key != NULL) {
+		s3_sigv4_request sr = {0};
+		s3_sigv4_result res;
+		sr.method = req->method;
+		sr.canonical_uri = path;
+		sr.canonical_uri_len = (size_t)(qmark - path);
+		sr.canonical_query = *qmark == '?' ? qmark + 1 : "";
+		sr.headers = rh.h;
+		sr.nheaders = rh.n;
+		sr.payload_hash = rh.sha;
+		sr.amz_date = rh.date;
+		sr.region = b->cfg.region;
+		sr.service = "s3";
+		sr.access_key_id = b->cfg.access_key_id;
+		sr.secret = b->cfg.secret_access_key;
+		if (s3_sigv4_sign(&sr, &res) != 0)
+			oom = 1;
+		else {
+			l = add_header(l, res.authorization, &oom);
+			snprintf(resp->string_to_sign, sizeof(resp->string_to_sign), "%s",
+			         res.string_to_sign);
+			s3_sigv4_result_free(&res);
+		}
+	}
+	if (oom) {
+		curl_slist_free_all(l);
+		return DCP_ENOMEM;
+	}
+	*out = l;
+	return DCP_OK;
+}
+
+/* A 206 answer must carry exactly the range asked for: bytes of another part
+ * of the object would be stored as if they were the wanted ones. */
+static void check_content_range(const s3_req *req, s3_resp *resp)
+{
+	uint64_t last = req->range_off + req->range_len - 1;
+
+	if (resp->status != 206 || !req->has_range)
+		return;
+	if (!resp->has_range_bounds || resp->range_first != req->range_off || resp->range_last > last ||
+	    (resp->has_content_range && resp->range_last + 1 < resp->range_total &&
+	     resp->range_last != last) ||
+	    (resp->has_content_length && resp->content_length != resp->range_last - resp->range_first + 1))
+		resp->range_mismatch = 1;
+}
+
 int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 {
 	CURL *h;
 	char *url;
 	struct curl_slist *hdrs = NULL;
-	char line[160];
 	char errbuf[CURL_ERROR_SIZE];
-	int oom = 0;
 	xfer x;
 	CURLcode cc;
+	int rc;
 
 	s3_resp_reset(resp);
 	url = request_url(b, req);
-	h = url != NULL ? pool_get(b) : NULL;
+	if (url == NULL)
+		return DCP_ENOMEM;
+	rc = build_headers(b, req, url, resp, &hdrs);
+	if (rc != DCP_OK) {
+		free(url);
+		return DCP_ENOMEM;
+	}
+	h = pool_get(b);
 	if (h == NULL) {
+		curl_slist_free_all(hdrs);
 		free(url);
 		return DCP_ENOMEM;
 	}
@@ -388,41 +567,6 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	body_seek(&x, 0);
 	dst_start(&x);
 	errbuf[0] = '\0';
-
-	hdrs = add_header(hdrs,
-	                  req->has_body ? "x-amz-content-sha256: UNSIGNED-PAYLOAD"
-	                                : "x-amz-content-sha256: " EMPTY_SHA256,
-	                  &oom);
-	if (req->has_range) {
-		snprintf(line, sizeof(line), "Range: bytes=%llu-%llu", (unsigned long long)req->range_off,
-		         (unsigned long long)(req->range_off + req->range_len - 1));
-		hdrs = add_header(hdrs, line, &oom);
-	}
-	/* No "Expect: 100-continue" (libcurl adds it to bodies over 1 MiB): it
-	 * costs a round trip per request, and an S3 error answer ends the
-	 * transfer early anyway. */
-	if (req->has_body)
-		hdrs = add_header(hdrs, "Expect:", &oom);
-	if (req->content_type != NULL) {
-		snprintf(line, sizeof(line), "Content-Type: %s", req->content_type);
-		hdrs = add_header(hdrs, line, &oom);
-	}
-	if (b->cfg.session_token != NULL && b->cfg.access_key_id != NULL) {
-		char *t = dcp_asprintf("x-amz-security-token: %s", b->cfg.session_token);
-		if (t == NULL)
-			oom = 1;
-		else {
-			hdrs = add_header(hdrs, t, &oom);
-			explicit_bzero(t, strlen(t));
-			free(t);
-		}
-	}
-	if (oom) {
-		curl_slist_free_all(hdrs);
-		pool_put(b, h);
-		free(url);
-		return DCP_ENOMEM;
-	}
 
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
@@ -442,11 +586,6 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, IO_BUFFER_SIZE);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, IO_BUFFER_SIZE);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "libdcp-s3/" DCP_VERSION_STRING);
-	if (b->cfg.access_key_id != NULL && b->cfg.secret_access_key != NULL) {
-		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, b->sigv4);
-		curl_easy_setopt(h, CURLOPT_USERNAME, b->cfg.access_key_id);
-		curl_easy_setopt(h, CURLOPT_PASSWORD, b->cfg.secret_access_key);
-	}
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
@@ -494,6 +633,8 @@ int s3_perform_once(s3_backend *b, const s3_req *req, s3_resp *resp)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 		resp->status = code;
 	}
+	if (resp->curl_code == CURLE_OK)
+		check_content_range(req, resp);
 	if (req->has_body && resp->curl_code == CURLE_OK)
 		atomic_fetch_add(&b->n_bytes_sent, req->body_len);
 	if (req->dst != NULL || req->dsts != NULL)

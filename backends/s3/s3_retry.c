@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "s3_internal.h"
@@ -80,60 +81,154 @@ static void backoff_sleep(unsigned ms, const atomic_int *cancel)
 	}
 }
 
+/* The ETag of a PUT (PutObject, UploadPart) that carried Content-MD5: when
+ * it has the form of an MD5 ("<32 hex>", quotes allowed), it must be the MD5
+ * of what was sent. Other forms (SSE-KMS or SSE-C stores, "<hex>-N") are not
+ * digests of the body and are not compared. 0 when it matches or cannot be
+ * compared, else -1 with msg filled. */
+static int check_etag(s3_backend *b, const s3_req *q, const s3_resp *resp, dcp_msg *msg)
+{
+	const char *e = resp->etag;
+	char hex[33], where[DCP_S3_MAX_KEY + 80];
+	size_t n, i;
+
+	if (!q->has_md5 || !b->cfg.verify_etag || strcmp(q->method, "PUT") != 0)
+		return 0;
+	if (*e == '"')
+		e++;
+	n = strlen(e);
+	if (n > 0 && e[n - 1] == '"')
+		n--;
+	if (n != 32)
+		return 0;
+	for (i = 0; i < 32; i++)
+		if (!((e[i] >= '0' && e[i] <= '9') || (e[i] >= 'a' && e[i] <= 'f') ||
+		      (e[i] >= 'A' && e[i] <= 'F')))
+			return 0;
+	s3_hex(q->md5, 16, hex);
+	if (strncasecmp(e, hex, 32) == 0)
+		return 0;
+	dcp_msgf(msg,
+	         "%s %s: the store answered ETag %s, but the MD5 of the %llu bytes sent is %s: the object "
+	         "stored is not what was sent (HTTP %ld from %s); if the bucket encrypts with SSE-KMS or "
+	         "SSE-C its ETags are not MD5 digests: set verify_etag=0",
+	         q->op, s3_describe_key(b, q->key, where, sizeof(where)), resp->etag,
+	         (unsigned long long)q->body_len, hex, resp->status, b->endpoint_shown);
+	return -1;
+}
+
 int s3_execute(s3_backend *b, const s3_req *req, const long *ok_status, s3_resp *resp, dcp_msg *msg)
 {
 	struct timespec now;
 	uint64_t seed;
 	int attempt, rc;
+	s3_req q = *req;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	seed = ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)now.tv_sec ^ (uint64_t)(uintptr_t)&now ^
 	       0x9E3779B97F4A7C15ULL;
 	if (seed == 0)
 		seed = 1;
+	/* Content-MD5, once for all the tries: data bodies unless
+	 * upload_checksum=none, and always the small bodies of requests that S3
+	 * requires it for (DeleteObjects) or that cost nothing to protect. */
+	q.has_md5 = 0;
+	if (q.has_body && (b->cfg.upload_md5 || (q.segs == NULL && q.body_len <= ((uint64_t)1 << 20)))) {
+		if (s3_body_md5(&q, q.md5) != 0) {
+			dcp_msgf(msg, "libcrypto could not compute the MD5 of the body of %s for %s", q.op,
+			         q.key != NULL ? q.key : b->bucket);
+			return DCP_ENOMEM;
+		}
+		q.has_md5 = 1;
+	}
 	for (attempt = 1;; attempt++) {
 		int retry;
-		rc = s3_perform_once(b, req, resp);
+		rc = s3_perform_once(b, &q, resp);
 		if (rc != DCP_OK) {
-			dcp_msgf(msg, "out of memory sending %s for %s", req->op,
-			         req->key != NULL ? req->key : b->bucket);
+			dcp_msgf(msg, "out of memory sending %s for %s", q.op,
+			         q.key != NULL ? q.key : b->bucket);
 			return rc;
 		}
-		if (resp->curl_code == CURLE_OK && is_ok(resp->status, ok_status))
+		if (resp->range_mismatch) {
+			char where[DCP_S3_MAX_KEY + 80];
+			dcp_msgf(
+			        msg,
+			        "%s %s: asked for bytes %llu-%llu, the store answered HTTP 206 with "
+			        "%s%llu-%llu "
+			        "(from %s): refusing bytes of another range; the store or a proxy on the way "
+			        "does not honour Range requests",
+			        q.op, s3_describe_key(b, q.key, where, sizeof(where)),
+			        (unsigned long long)q.range_off,
+			        (unsigned long long)(q.range_off + q.range_len - 1),
+			        resp->has_range_bounds ? "bytes " : "no usable Content-Range, ",
+			        (unsigned long long)resp->range_first, (unsigned long long)resp->range_last,
+			        b->endpoint_shown);
+			return DCP_EIO;
+		}
+		if (resp->curl_code == CURLE_OK && is_ok(resp->status, ok_status)) {
+			if (resp->status >= 200 && resp->status < 300 && check_etag(b, &q, resp, msg) != 0)
+				return DCP_EIO;
 			return DCP_OK;
-		if (resp->cancelled || (req->cancel != NULL && atomic_load(req->cancel)))
-			return s3_fail(b, req, resp, attempt, msg);
+		}
+		if (resp->cancelled || (q.cancel != NULL && atomic_load(q.cancel)))
+			return s3_fail(b, &q, resp, attempt, msg);
 		retry = resp->curl_code != CURLE_OK ? curl_retryable(resp->curl_code)
 		                                    : status_retryable(resp);
 		if (!retry || attempt >= b->cfg.max_attempts)
-			return s3_fail(b, req, resp, attempt, msg);
+			return s3_fail(b, &q, resp, attempt, msg);
 		{
 			uint64_t ceiling = (uint64_t)b->cfg.backoff_base_ms
 			                   << (attempt - 1 < 20 ? attempt - 1 : 20);
 			if (ceiling > b->cfg.backoff_cap_ms)
 				ceiling = b->cfg.backoff_cap_ms;
 			atomic_fetch_add(&b->n_retries, 1);
-			backoff_sleep(ceiling > 0 ? (unsigned)(next_rand(&seed) % ceiling) : 0, req->cancel);
+			backoff_sleep(ceiling > 0 ? (unsigned)(next_rand(&seed) % ceiling) : 0, q.cancel);
 		}
 	}
 }
 
-/* What to do about an S3 error code, or NULL. */
-static const char *hint_for(const char *code, long status)
+/* What to do about an S3 error code, or NULL. On SignatureDoesNotMatch the
+ * store may send the string it signed itself: the same as ours means the
+ * secret differs; a different one means the request was changed on its way
+ * (or signed over something else), which no credential change would fix. */
+static const char *hint_for(const s3_backend *b, const s3_resp *resp, const char *code, long status)
 {
 	if (strcmp(code, "NoSuchBucket") == 0)
 		return "check the bucket name in the checkpoint id, or create the bucket";
-	if (strcmp(code, "InvalidAccessKeyId") == 0 || strcmp(code, "SignatureDoesNotMatch") == 0 ||
-	    strcmp(code, "InvalidToken") == 0 || strcmp(code, "ExpiredToken") == 0 ||
+	if (strcmp(code, "SignatureDoesNotMatch") == 0) {
+		char theirs[256];
+		if (s3_xml_text(resp->body, resp->body_len, "Error", "StringToSign", theirs,
+		                sizeof(theirs)) &&
+		    resp->string_to_sign[0] != '\0' && strcmp(theirs, resp->string_to_sign) != 0)
+			return "the store signed a different request than the one libdcp signed (its "
+			       "StringToSign differs): a proxy between rewrote the request, or the endpoint "
+			       "or region is not the store's; the credentials are not the cause";
+		return "the access key id is known to the store but the signature does not match: the "
+		       "secret access key is most likely wrong (AWS_SECRET_ACCESS_KEY or the profile's "
+		       "aws_secret_access_key), or a proxy between rewrites requests";
+	}
+	if (strcmp(code, "InvalidAccessKeyId") == 0)
+		return "the store does not know this access key id: check AWS_ACCESS_KEY_ID or the "
+		       "profile's aws_access_key_id, and that the endpoint is the store the key belongs to";
+	if (strcmp(code, "InvalidToken") == 0 || strcmp(code, "ExpiredToken") == 0 ||
 	    strcmp(code, "TokenRefreshRequired") == 0)
-		return "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN "
-		       "or the AWS "
-		       "profile)";
-	if (strcmp(code, "AccessDenied") == 0 || status == 403)
+		return "the session token is invalid or expired: refresh AWS_SESSION_TOKEN (or the "
+		       "profile's aws_session_token) with the access key it belongs to";
+	if (strcmp(code, "AccessDenied") == 0 || status == 403) {
+		if (b->cfg.access_key_id == NULL)
+			return "the store refuses anonymous requests: set AWS_ACCESS_KEY_ID and "
+			       "AWS_SECRET_ACCESS_KEY, or name a profile with ?profile=";
 		return "check that the credentials may use this bucket and prefix";
+	}
 	if (strcmp(code, "AuthorizationHeaderMalformed") == 0 || strcmp(code, "PermanentRedirect") == 0 ||
 	    status == 301)
 		return "check the region (AWS_REGION or ?region=) and the endpoint";
+	if (strcmp(code, "BadDigest") == 0 || strcmp(code, "InvalidDigest") == 0)
+		return "the bytes that reached the store differ from the bytes sent (their Content-MD5 "
+		       "does not match): the network or a proxy corrupted them; retry, and check the path "
+		       "to the store";
+	if (strcmp(code, "PreconditionFailed") == 0 || status == 412)
+		return "another save created the object first (If-None-Match)";
 	if (strcmp(code, "SlowDown") == 0 || status == 503)
 		return "the store is throttling; retry later or lower ?concurrency=";
 	if (status >= 500)
@@ -182,7 +277,7 @@ int s3_fail(s3_backend *b, const s3_req *req, const s3_resp *resp, int attempts,
 		         "; no credentials were found, so the request was sent unsigned");
 	else if (b->cfg.credentials_from != NULL && (resp->status == 403 || resp->status == 401))
 		snprintf(creds, sizeof(creds), "; credentials from %s", b->cfg.credentials_from);
-	hint = hint_for(code, resp->status);
+	hint = hint_for(b, resp, code, resp->status);
 	dcp_msgf(msg, "%s %s failed%s: %s: %s (HTTP %ld from %s%s%s)%s%s", req->op, where, tries, code,
 	         message, resp->status, b->endpoint_shown, rid, creds, hint != NULL ? ": " : "",
 	         hint != NULL ? hint : "");

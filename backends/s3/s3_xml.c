@@ -96,6 +96,27 @@ int s3_xml_error(const char *body, size_t len, char *code, size_t codelen, char 
 	return found;
 }
 
+int s3_xml_text(const char *body, size_t len, const char *root_name, const char *name, char *out,
+                size_t outlen)
+{
+	xmlDocPtr doc;
+	const xmlNode *root, *c;
+	int found = 0;
+
+	if (outlen > 0)
+		out[0] = '\0';
+	doc = parse(body, len);
+	if (doc == NULL)
+		return 0;
+	root = xmlDocGetRootElement(doc);
+	if (named(root, root_name) && (c = child(root, name)) != NULL) {
+		found = 1;
+		text_into(c, out, outlen);
+	}
+	xmlFreeDoc(doc);
+	return found;
+}
+
 int s3_xml_upload_id(const char *body, size_t len, char **upload_id)
 {
 	xmlDocPtr doc = parse(body, len);

@@ -33,6 +33,9 @@ typedef struct conn {
  * (the client may see the answer before the proxy has finished with it). */
 typedef struct log_entry {
 	char *text; /* "METHOD TARGET" */
+	char *head; /* with capture on: the request's head as received, else NULL */
+	char *body; /* with capture on: its body (body_len bytes), else NULL */
+	size_t body_len;
 	unsigned long id;
 	int status; /* PENDING until answered; 0 for a dropped connection */
 } log_entry;
@@ -61,6 +64,7 @@ struct tp_proxy {
 	struct log_entry *log;
 	size_t nlog, caplog;
 	unsigned long seq; /* id of the next entry */
+	int capture;       /* tp_capture */
 	int active, max_active;
 };
 
@@ -81,14 +85,33 @@ static int write_all(int fd, const void *buf, size_t n)
 }
 
 /* Logs a request; returns its id (0 if it could not be logged). */
-static unsigned long log_add(tp_proxy *p, const char *method, const char *target)
+static unsigned long log_add(tp_proxy *p, const char *method, const char *target, const char *head,
+                             size_t headlen, const char *body, size_t blen)
 {
 	unsigned long id = 0;
-	char *e = malloc(strlen(method) + strlen(target) + 2);
+	char *e = malloc(strlen(method) + strlen(target) + 2), *hc = NULL, *bc = NULL;
+	int capture;
 
 	if (e == NULL)
 		return 0;
 	sprintf(e, "%s %s", method, target);
+	pthread_mutex_lock(&p->lock);
+	capture = p->capture;
+	pthread_mutex_unlock(&p->lock);
+	if (capture) {
+		hc = malloc(headlen + 1);
+		bc = malloc(blen + 1);
+		if (hc == NULL || bc == NULL) {
+			free(hc);
+			free(bc);
+			free(e);
+			return 0;
+		}
+		memcpy(hc, head, headlen);
+		hc[headlen] = '\0';
+		memcpy(bc, body, blen);
+		bc[blen] = '\0';
+	}
 	pthread_mutex_lock(&p->lock);
 	if (p->nlog == p->caplog && p->nlog < MAX_LOG) {
 		size_t cap = p->caplog ? p->caplog * 2 : 256;
@@ -101,6 +124,10 @@ static unsigned long log_add(tp_proxy *p, const char *method, const char *target
 	if (p->nlog < p->caplog) {
 		id = ++p->seq;
 		p->log[p->nlog].text = e;
+		p->log[p->nlog].head = hc;
+		p->log[p->nlog].body = bc;
+		p->log[p->nlog].body_len = blen;
+		hc = bc = NULL;
 		p->log[p->nlog].id = id;
 		p->log[p->nlog].status = PENDING;
 		p->nlog++;
@@ -108,6 +135,8 @@ static unsigned long log_add(tp_proxy *p, const char *method, const char *target
 	}
 	pthread_mutex_unlock(&p->lock);
 	free(e);
+	free(hc);
+	free(bc);
 	return id;
 }
 
@@ -260,7 +289,7 @@ static void handle(conn *c)
 		have += (size_t)k;
 	}
 
-	id = log_add(p, method, target);
+	id = log_add(p, method, target, head, headlen, body, blen);
 	pthread_mutex_lock(&p->lock);
 	if (++p->active > p->max_active)
 		p->max_active = p->active;
@@ -490,8 +519,11 @@ void tp_stop(tp_proxy *p)
 			pthread_join(c->thread, NULL);
 		free(c);
 	}
-	for (i = 0; i < p->nlog; i++)
+	for (i = 0; i < p->nlog; i++) {
 		free(p->log[i].text);
+		free(p->log[i].head);
+		free(p->log[i].body);
+	}
 	free(p->log);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -588,9 +620,45 @@ void tp_log_clear(tp_proxy *p)
 	size_t i;
 
 	pthread_mutex_lock(&p->lock);
-	for (i = 0; i < p->nlog; i++)
+	for (i = 0; i < p->nlog; i++) {
 		free(p->log[i].text);
+		free(p->log[i].head);
+		free(p->log[i].body);
+	}
 	p->nlog = 0;
 	p->max_active = 0;
 	pthread_mutex_unlock(&p->lock);
+}
+
+void tp_capture(tp_proxy *p, int on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->capture = on;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int tp_log_request(tp_proxy *p, size_t i, char **head, char **body, size_t *body_len)
+{
+	int rc = -1;
+
+	*head = *body = NULL;
+	*body_len = 0;
+	pthread_mutex_lock(&p->lock);
+	if (i < p->nlog && p->log[i].head != NULL) {
+		size_t hl = strlen(p->log[i].head);
+		*head = malloc(hl + 1);
+		*body = malloc(p->log[i].body_len + 1);
+		if (*head != NULL && *body != NULL) {
+			memcpy(*head, p->log[i].head, hl + 1);
+			memcpy(*body, p->log[i].body, p->log[i].body_len + 1);
+			*body_len = p->log[i].body_len;
+			rc = 0;
+		} else {
+			free(*head);
+			free(*body);
+			*head = *body = NULL;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
 }

@@ -61,4 +61,12 @@ size_t tp_log_match(tp_proxy *p, const char *method, const char *needle, int sta
 int tp_max_concurrent(tp_proxy *p);
 void tp_log_clear(tp_proxy *p);
 
+/* From now on (on != 0), every request's head and body are kept in the log
+ * (the bodies in memory: for tests that move little data). */
+void tp_capture(tp_proxy *p, int on);
+/* Entry i's head (NUL-terminated, "\r\n" line ends) and body, malloc'd
+ * copies the caller frees. 0, or -1 if i is out of range, was logged
+ * without capture, or memory ran out. */
+int tp_log_request(tp_proxy *p, size_t i, char **head, char **body, size_t *body_len);
+
 #endif /* DCP_TESTS_S3_PROXY_H */
