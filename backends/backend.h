@@ -24,7 +24,9 @@
 typedef struct dcp_backend dcp_backend;
 typedef struct dcp_backend_writer dcp_backend_writer;
 
-#define DCP_BACKEND_VERSION 1
+/* 1: the slots up to read_iov; 2: put_if_absent. A caller uses a slot only
+ * when the table's version has it and the slot is not NULL. */
+#define DCP_BACKEND_VERSION 2
 
 /* One buffer of an object written with write_iov. */
 typedef struct dcp_backend_iov {
@@ -92,6 +94,13 @@ typedef struct dcp_backend_ops {
 	 * per destination. Errors as read's. */
 	int (*read_iov)(dcp_backend *b, const char *path, uint64_t offset, const dcp_backend_dst *dst,
 	                size_t n, dcp_msg *msg);
+	/* Version 2, optional. As put_atomic, but creates path only if no
+	 * object is there, as one atomic step of the store (file: link(2) of
+	 * the temporary file; S3: PUT with If-None-Match: *): DCP_EEXISTS, with
+	 * msg naming the object, when one is, so that of two writers racing to
+	 * create the same object exactly one succeeds. A store that ignores the
+	 * condition (s3rver) behaves as put_atomic. */
+	int (*put_if_absent)(dcp_backend *b, const char *path, const void *data, uint64_t len, dcp_msg *msg);
 } dcp_backend_ops;
 
 /* Backends embed this as their first member. */

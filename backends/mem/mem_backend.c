@@ -276,6 +276,15 @@ static int nomem(dcp_backend *base, const char *what, const char *path, dcp_msg 
 	return DCP_ENOMEM;
 }
 
+static int exists_error(dcp_backend *base, const char *path, dcp_msg *msg)
+{
+	char where[512];
+
+	dcp_msgf(msg, "%s already exists: another writer created it first",
+	         mem_describe(base, path, where, sizeof(where)));
+	return DCP_EEXISTS;
+}
+
 static int mem_writer_open(dcp_backend *base, const char *path, dcp_backend_writer **out, dcp_msg *msg)
 {
 	mem_backend *b = (mem_backend *)base;
@@ -421,7 +430,8 @@ static int mem_get(dcp_backend *base, const char *path, void **data, uint64_t *l
 	return DCP_OK;
 }
 
-static int mem_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len, dcp_msg *msg)
+static int mem_put(dcp_backend *base, const char *path, const void *data, uint64_t len, int create_only,
+                   dcp_msg *msg)
 {
 	mem_backend *b = (mem_backend *)base;
 	dcp_mem_store *s = b->store;
@@ -437,6 +447,12 @@ static int mem_put_atomic(dcp_backend *base, const char *path, const void *data,
 	}
 	pthread_mutex_lock(&s->lock);
 	i = store_find(s, key, &found);
+	if (found && create_only) {
+		pthread_mutex_unlock(&s->lock);
+		free(key);
+		obj_unref(o);
+		return exists_error(base, path, msg);
+	}
 	if (found) {
 		/* The swap: readers see the old object or the new one. */
 		old = s->entries[i].obj;
@@ -454,6 +470,17 @@ static int mem_put_atomic(dcp_backend *base, const char *path, const void *data,
 		return nomem(base, "writing", path, msg);
 	}
 	return DCP_OK;
+}
+
+static int mem_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len, dcp_msg *msg)
+{
+	return mem_put(base, path, data, len, 0, msg);
+}
+
+static int mem_put_if_absent(dcp_backend *base, const char *path, const void *data, uint64_t len,
+                             dcp_msg *msg)
+{
+	return mem_put(base, path, data, len, 1, msg);
 }
 
 static int mem_remove(dcp_backend *base, const char *path, dcp_msg *msg)
@@ -563,6 +590,7 @@ static const dcp_backend_ops mem_ops = {
         .read = mem_read,
         .get = mem_get,
         .put_atomic = mem_put_atomic,
+        .put_if_absent = mem_put_if_absent,
         .remove = mem_remove,
         .list = mem_list,
         .exists = mem_exists,

@@ -375,7 +375,10 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Atomic replace, remove, list, exists                                     */
 /* ------------------------------------------------------------------------ */
-static int px_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len, dcp_msg *msg)
+/* put_atomic (replace) and put_if_absent (create only): the new content
+ * goes to a temporary file, fsync'd, then takes the name atomically. */
+static int px_put(dcp_backend *base, const char *path, const void *data, uint64_t len, int create_only,
+                  dcp_msg *msg)
 {
 	posix_backend *b = (posix_backend *)base;
 	char *full = full_path(b, path), *dir = NULL, *tmp = NULL;
@@ -421,8 +424,24 @@ static int px_put_atomic(dcp_backend *base, const char *path, const void *data, 
 		rc = fail_errno(msg, errno, "cannot close temporary file", tmp);
 		goto fail;
 	}
-	/* The commit point: rename replaces full atomically. */
-	if (rename(tmp, full) != 0) {
+	/* The commit point: rename replaces full atomically; link creates it
+	 * atomically or fails if it exists. */
+	if (create_only) {
+		if (link(tmp, full) != 0) {
+			char eb[128];
+			e = errno;
+			if (e == EEXIST) {
+				dcp_msgf(msg, "%s already exists: another writer created it first", full);
+				rc = DCP_EEXISTS;
+			} else {
+				dcp_msgf(msg, "cannot link %s to %s: %s", tmp, full,
+				         errtext(e, eb, sizeof(eb)));
+				rc = DCP_EIO;
+			}
+			goto fail;
+		}
+		(void)unlink(tmp);
+	} else if (rename(tmp, full) != 0) {
 		char eb[128];
 		dcp_msgf(msg, "cannot rename %s to %s: %s", tmp, full, errtext(errno, eb, sizeof(eb)));
 		rc = DCP_EIO;
@@ -439,6 +458,16 @@ out:
 	free(dir);
 	free(full);
 	return rc;
+}
+
+static int px_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len, dcp_msg *msg)
+{
+	return px_put(base, path, data, len, 0, msg);
+}
+
+static int px_put_if_absent(dcp_backend *base, const char *path, const void *data, uint64_t len, dcp_msg *msg)
+{
+	return px_put(base, path, data, len, 1, msg);
 }
 
 static int px_remove(dcp_backend *base, const char *path, dcp_msg *msg)
@@ -572,6 +601,7 @@ static const dcp_backend_ops posix_ops = {
         .read = px_read,
         .get = px_get,
         .put_atomic = px_put_atomic,
+        .put_if_absent = px_put_if_absent,
         .remove = px_remove,
         .list = px_list,
         .exists = px_exists,

@@ -268,8 +268,8 @@ static int backend_get(dcp_backend *base, const char *path, void **data, uint64_
 	return rc;
 }
 
-static int backend_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len,
-                              dcp_msg *msg)
+static int put_object_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len,
+                             int create_only, dcp_msg *msg)
 {
 	s3_backend *b = (s3_backend *)base;
 	s3_req req = {0};
@@ -293,12 +293,35 @@ static int backend_put_atomic(dcp_backend *base, const char *path, const void *d
 	req.body = len > 0 ? data : "";
 	req.body_len = len;
 	req.content_type = "application/octet-stream";
+	req.if_none_match = create_only ? "*" : NULL;
 	rc = s3_execute(b, &req, NULL, &resp, msg);
+	/* 412: the object exists; 409: a conditional write of the same key by
+	 * another client is in progress (AWS). Either way another writer got
+	 * there first. */
+	if (rc != DCP_OK && create_only && (resp.status == 412 || resp.status == 409)) {
+		char where[DCP_S3_MAX_KEY + 80];
+		dcp_msgf(msg,
+		         "%s already exists: another writer created it first (HTTP %ld to If-None-Match: *)",
+		         s3_describe_key(b, key, where, sizeof(where)), resp.status);
+		rc = DCP_EEXISTS;
+	}
 	if (rc == DCP_OK)
 		atomic_fetch_add(&b->n_single_puts, 1);
 	s3_resp_free(&resp);
 	free(key);
 	return rc;
+}
+
+static int backend_put_atomic(dcp_backend *base, const char *path, const void *data, uint64_t len,
+                              dcp_msg *msg)
+{
+	return put_object_atomic(base, path, data, len, 0, msg);
+}
+
+static int backend_put_if_absent(dcp_backend *base, const char *path, const void *data, uint64_t len,
+                                 dcp_msg *msg)
+{
+	return put_object_atomic(base, path, data, len, 1, msg);
 }
 
 static int backend_remove(dcp_backend *base, const char *path, dcp_msg *msg)
@@ -524,6 +547,7 @@ static const dcp_backend_ops s3_ops = {
         .read = backend_read,
         .get = backend_get,
         .put_atomic = backend_put_atomic,
+        .put_if_absent = backend_put_if_absent,
         .remove = backend_remove,
         .list = backend_list,
         .exists = backend_exists,

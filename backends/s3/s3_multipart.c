@@ -502,6 +502,85 @@ static int put_single(s3_writer *w, dcp_msg *msg)
 	return put_object(w->b, w->key, &req, NULL, msg);
 }
 
+/* The 16 bytes of a "<32 hex>" ETag (quotes allowed). 0, or -1 if it has
+ * another form. */
+static int etag_md5(const char *e, unsigned char out[16])
+{
+	size_t n, i;
+
+	if (*e == '"')
+		e++;
+	n = strcspn(e, "\"");
+	if (n != 32)
+		return -1;
+	for (i = 0; i < 32; i++) {
+		int c = e[i], v = c >= '0' && c <= '9'   ? c - '0'
+		                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+		                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+		                                         : -1;
+		if (v < 0)
+			return -1;
+		if (i % 2 == 0)
+			out[i / 2] = (unsigned char)(v << 4);
+		else
+			out[i / 2] |= (unsigned char)v;
+	}
+	return 0;
+}
+
+/*
+ * The ETag of a completed multipart upload is, by S3's convention,
+ * "<MD5 of the concatenated MD5s of the parts>-<number of parts>". Each
+ * part's ETag was already checked against the MD5 of its bytes
+ * (s3_execute), so this checks that the store assembled exactly those parts
+ * in that order. Stores that do not follow the convention (no "-N", s3rver)
+ * or whose part ETags are no MD5s (SSE-KMS) are not compared.
+ */
+static int check_multipart_etag(s3_backend *b, const char *key, char *const *etags, int nparts,
+                                const s3_resp *resp, dcp_msg *msg)
+{
+	char etag[160], want[33], where[DCP_S3_MAX_KEY + 80];
+	unsigned char(*md5s)[16], final[16], got[16];
+	const char *dash;
+	int i, ok = 1;
+
+	if (!s3_xml_text(resp->body, resp->body_len, "CompleteMultipartUploadResult", "ETag", etag,
+	                 sizeof(etag)))
+		return DCP_OK;
+	dash = strrchr(etag, '-');
+	if (dash == NULL)
+		return DCP_OK;
+	md5s = malloc((size_t)nparts * sizeof(*md5s));
+	if (md5s == NULL) {
+		dcp_msgf(msg, "out of memory checking the ETag of the multipart upload of %s", key);
+		return DCP_ENOMEM;
+	}
+	for (i = 0; i < nparts && ok; i++)
+		ok = etag_md5(etags[i], md5s[i]) == 0;
+	if (!ok) {
+		free(md5s);
+		return DCP_OK;
+	}
+	ok = s3_md5_of_md5s((const unsigned char(*)[16])md5s, (size_t)nparts, final) == 0;
+	free(md5s);
+	{
+		char hexpart[40];
+		size_t hl = (size_t)(dash - etag) - (etag[0] == '"');
+		snprintf(hexpart, sizeof(hexpart), "%.*s", (int)(hl < 39 ? hl : 39), etag + (etag[0] == '"'));
+		if (ok && etag_md5(hexpart, got) == 0 && memcmp(got, final, 16) == 0 &&
+		    strtol(dash + 1, NULL, 10) == nparts)
+			return DCP_OK;
+	}
+	s3_hex(final, 16, want);
+	dcp_msgf(msg,
+	         "CompleteMultipartUpload %s: the store answered ETag %s, but the %d parts sent make "
+	         "\"%s-%d\": the object it assembled is not the one uploaded (HTTP %ld from %s); set "
+	         "verify_etag=0 only if this store computes multipart ETags another way",
+	         s3_describe_key(b, key, where, sizeof(where)), etag, nparts, want, nparts, resp->status,
+	         b->endpoint_shown);
+	return DCP_EIO;
+}
+
 /* CompleteMultipartUpload of upload_id with parts 1..nparts. */
 static int complete_key(s3_backend *b, const char *key, const char *upload_id, char *const *etags, int nparts,
                         dcp_msg *msg)
@@ -544,6 +623,8 @@ static int complete_key(s3_backend *b, const char *key, const char *upload_id, c
 		         b->endpoint_shown);
 		rc = DCP_EIO;
 	}
+	if (rc == DCP_OK && b->cfg.verify_etag)
+		rc = check_multipart_etag(b, key, etags, nparts, &resp, msg);
 	s3_resp_free(&resp);
 	free(body);
 	free(query);

@@ -295,7 +295,18 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 		dcp_msgf(msg, "cannot encode the metadata for %s: %s", w->location, m.text);
 		goto out;
 	}
-	rc = b->ops->put_atomic(b, DCP_LAYOUT_METADATA, json, len, msg);
+	/* No checkpoint here yet: create the metadata only if it is still
+	 * absent, so that of two saves racing to create the checkpoint exactly
+	 * one commits (where the store can tell; see put_if_absent). */
+	if (!found && b->ops->version >= 2 && b->ops->put_if_absent != NULL)
+		rc = b->ops->put_if_absent(b, DCP_LAYOUT_METADATA, json, len, msg);
+	else
+		rc = b->ops->put_atomic(b, DCP_LAYOUT_METADATA, json, len, msg);
+	if (rc == DCP_EEXISTS)
+		dcp_msgf(msg,
+		         "another save committed a checkpoint at %s while this one was writing; nothing of "
+		         "this save was committed: load the checkpoint there, or save again with overwrite",
+		         w->location);
 	if (rc != DCP_OK)
 		goto out;
 	w->committed = 1;
