@@ -24,9 +24,10 @@
 typedef struct dcp_backend dcp_backend;
 typedef struct dcp_backend_writer dcp_backend_writer;
 
-/* 1: the slots up to read_iov; 2: put_if_absent. A caller uses a slot only
- * when the table's version has it and the slot is not NULL. */
-#define DCP_BACKEND_VERSION 2
+/* 1: the slots up to read_iov; 2: put_if_absent; 3: list_stat,
+ * list_uploads, abort_upload. A caller uses a slot only when the table's
+ * version has it and the slot is not NULL. */
+#define DCP_BACKEND_VERSION 3
 
 /* One buffer of an object written with write_iov. */
 typedef struct dcp_backend_iov {
@@ -101,6 +102,22 @@ typedef struct dcp_backend_ops {
 	 * create the same object exactly one succeeds. A store that ignores the
 	 * condition (s3rver) behaves as put_atomic. */
 	int (*put_if_absent)(dcp_backend *b, const char *path, const void *data, uint64_t len, dcp_msg *msg);
+	/* Version 3, optional. As list, with each object's last modification
+	 * time in seconds since the epoch by the store's clock (-1: unknown). */
+	int (*list_stat)(dcp_backend *b, const char *prefix,
+	                 int (*fn)(const char *path, uint64_t size, int64_t mtime, void *arg), void *arg,
+	                 dcp_msg *msg);
+	/* Version 3, optional (NULL: the store has no unfinished uploads). Calls
+	 * fn for every upload under the root that was started and neither
+	 * completed nor aborted, whose path starts with prefix: its path, its id
+	 * and when it started (seconds since the epoch, -1: unknown).
+	 * DCP_EUNSUPPORTED, with msg, when the store cannot list them. */
+	int (*list_uploads)(dcp_backend *b, const char *prefix,
+	                    int (*fn)(const char *path, const char *upload_id, int64_t initiated, void *arg),
+	                    void *arg, dcp_msg *msg);
+	/* Version 3, optional. Discards the unfinished upload upload_id of path
+	 * and its parts; one already gone is not an error. */
+	int (*abort_upload)(dcp_backend *b, const char *path, const char *upload_id, dcp_msg *msg);
 } dcp_backend_ops;
 
 /* Backends embed this as their first member. */

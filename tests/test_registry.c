@@ -485,6 +485,34 @@ Test(registry, newer_abi_version, .timeout = DT_TIMEOUT)
 	refused("newabi", DCP_EVERSION, dt_fmt(v, sizeof(v), "%d", DCP_PLUGIN_ABI_VERSION + 1), NULL);
 }
 
+Test(registry, previous_abi_version_loads_and_its_missing_slots_are_not_called, .timeout = DT_TIMEOUT)
+{
+	dcp_registry *reg = new_registry();
+	dcp_error *err = NULL;
+	dcp_plugin *p = NULL;
+	dcp_gc_report report;
+	char path[PATH_BUF];
+	char *t;
+	int rc;
+
+	test_plugin("good", "oldabi", path, sizeof(path));
+	rc = dcp_registry_load(reg, path, &err);
+	cr_assert_eq(rc, DCP_OK, "a plugin of the previous table version was refused:\n%s",
+	             err != NULL ? dt_error_text(err) : "");
+	rc = dcp_registry_find(reg, "oldabi://x", &p, &err);
+	cr_assert_eq(rc, DCP_OK);
+	cr_assert_eq(p->version, 1u);
+	/* gc is a version-2 slot: answered by the core, never read from the
+	 * (shorter) version-1 object. */
+	rc = dcp_gc("oldabi://x", NULL, reg, &report, &err);
+	cr_assert_eq(rc, DCP_EUNSUPPORTED, "dcp_gc on a version-1 plugin returned %s", dcp_strerror(rc));
+	t = dt_error_text(err);
+	cr_assert(strstr(t, "oldabi") != NULL, "the error does not name the plugin: %s", t);
+	free(t);
+	dcp_error_free(err);
+	dcp_registry_free(reg);
+}
+
 Test(registry, entry_point_fails, .timeout = DT_TIMEOUT)
 {
 	dcp_registry *reg = new_registry();

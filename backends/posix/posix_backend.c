@@ -487,7 +487,8 @@ static int px_remove(dcp_backend *base, const char *path, dcp_msg *msg)
 typedef struct list_ctx {
 	const char *prefix;
 	size_t plen;
-	int (*fn)(const char *path, uint64_t size, void *arg);
+	int (*fn)(const char *path, uint64_t size, void *arg);                     /* or: */
+	int (*fn_stat)(const char *path, uint64_t size, int64_t mtime, void *arg); /* one is NULL */
 	void *arg;
 	dcp_msg *msg;
 } list_ctx;
@@ -527,7 +528,9 @@ static int list_dir(list_ctx *c, const char *dir, const char *rel, int depth)
 			rc = nomem(c->msg, "listing", dir);
 		} else if (S_ISREG(st.st_mode)) {
 			if (strncmp(r, c->prefix, c->plen) == 0)
-				rc = c->fn(r, (uint64_t)st.st_size, c->arg);
+				rc = c->fn != NULL ? c->fn(r, (uint64_t)st.st_size, c->arg)
+				                   : c->fn_stat(r, (uint64_t)st.st_size, (int64_t)st.st_mtime,
+				                                c->arg);
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = list_dir(c, full, r, depth + 1);
 		}
@@ -547,6 +550,23 @@ static int px_list(dcp_backend *base, const char *prefix,
 	c.prefix = prefix != NULL ? prefix : "";
 	c.plen = strlen(c.prefix);
 	c.fn = fn;
+	c.fn_stat = NULL;
+	c.arg = arg;
+	c.msg = msg;
+	return list_dir(&c, b->root, "", 0);
+}
+
+static int px_list_stat(dcp_backend *base, const char *prefix,
+                        int (*fn)(const char *path, uint64_t size, int64_t mtime, void *arg), void *arg,
+                        dcp_msg *msg)
+{
+	posix_backend *b = (posix_backend *)base;
+	list_ctx c;
+
+	c.prefix = prefix != NULL ? prefix : "";
+	c.plen = strlen(c.prefix);
+	c.fn = NULL;
+	c.fn_stat = fn;
 	c.arg = arg;
 	c.msg = msg;
 	return list_dir(&c, b->root, "", 0);
@@ -602,6 +622,7 @@ static const dcp_backend_ops posix_ops = {
         .get = px_get,
         .put_atomic = px_put_atomic,
         .put_if_absent = px_put_if_absent,
+        .list_stat = px_list_stat,
         .remove = px_remove,
         .list = px_list,
         .exists = px_exists,

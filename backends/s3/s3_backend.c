@@ -424,20 +424,22 @@ static int backend_exists(dcp_backend *base, const char *path, dcp_msg *msg)
 }
 
 typedef struct list_ctx {
-	size_t strip; /* bytes of "<prefix>/" to drop from keys */
-	int (*fn)(const char *path, uint64_t size, void *arg);
+	size_t strip;                                          /* bytes of "<prefix>/" to drop from keys */
+	int (*fn)(const char *path, uint64_t size, void *arg); /* or: */
+	int (*fn_stat)(const char *path, uint64_t size, int64_t mtime, void *arg); /* one is NULL */
 	void *arg;
 	int stopped; /* fn's nonzero return */
 } list_ctx;
 
-static int list_one(const char *key, uint64_t size, void *arg)
+static int list_one(const char *key, uint64_t size, int64_t mtime, void *arg)
 {
 	list_ctx *c = arg;
 	int rc;
 
 	if (strlen(key) <= c->strip)
 		return 0;
-	rc = c->fn(key + c->strip, size, c->arg);
+	rc = c->fn != NULL ? c->fn(key + c->strip, size, c->arg)
+	                   : c->fn_stat(key + c->strip, size, mtime, c->arg);
 	if (rc != 0)
 		c->stopped = 1;
 	return rc;
@@ -451,8 +453,10 @@ static int append_literal(char **q, const char *s)
 	return s3_append(q, &n, s);
 }
 
-static int backend_list(dcp_backend *base, const char *prefix,
-                        int (*fn)(const char *path, uint64_t size, void *arg), void *arg, dcp_msg *msg)
+static int list_objects(dcp_backend *base, const char *prefix,
+                        int (*fn)(const char *path, uint64_t size, void *arg),
+                        int (*fn_stat)(const char *path, uint64_t size, int64_t mtime, void *arg), void *arg,
+                        dcp_msg *msg)
 {
 	s3_backend *b = (s3_backend *)base;
 	char *full = b->prefix[0] != '\0' ? dcp_asprintf("%s/%s", b->prefix, prefix) : dcp_strdup(prefix);
@@ -464,6 +468,7 @@ static int backend_list(dcp_backend *base, const char *prefix,
 		return nomem(b, "listing", prefix, msg);
 	ctx.strip = b->prefix[0] != '\0' ? strlen(b->prefix) + 1 : 0;
 	ctx.fn = fn;
+	ctx.fn_stat = fn_stat;
 	ctx.arg = arg;
 	ctx.stopped = 0;
 	do {
@@ -521,6 +526,134 @@ static int backend_list(dcp_backend *base, const char *prefix,
 	return rc;
 }
 
+static int backend_list(dcp_backend *base, const char *prefix,
+                        int (*fn)(const char *path, uint64_t size, void *arg), void *arg, dcp_msg *msg)
+{
+	return list_objects(base, prefix, fn, NULL, arg, msg);
+}
+
+static int backend_list_stat(dcp_backend *base, const char *prefix,
+                             int (*fn)(const char *path, uint64_t size, int64_t mtime, void *arg), void *arg,
+                             dcp_msg *msg)
+{
+	return list_objects(base, prefix, NULL, fn, arg, msg);
+}
+
+typedef struct uploads_ctx {
+	size_t strip;
+	int (*fn)(const char *path, const char *upload_id, int64_t initiated, void *arg);
+	void *arg;
+	int stopped;
+} uploads_ctx;
+
+static int upload_one(const char *key, const char *upload_id, int64_t initiated, void *arg)
+{
+	uploads_ctx *c = arg;
+	int rc;
+
+	if (strlen(key) <= c->strip)
+		return 0;
+	rc = c->fn(key + c->strip, upload_id, initiated, c->arg);
+	if (rc != 0)
+		c->stopped = 1;
+	return rc;
+}
+
+/* ListMultipartUploads under the root, page by page (key-marker and
+ * upload-id-marker). A store without it (s3rver: 501 NotImplemented) is
+ * DCP_EUNSUPPORTED. */
+static int backend_list_uploads(dcp_backend *base, const char *prefix,
+                                int (*fn)(const char *path, const char *upload_id, int64_t initiated,
+                                          void *arg),
+                                void *arg, dcp_msg *msg)
+{
+	s3_backend *b = (s3_backend *)base;
+	char *full = b->prefix[0] != '\0' ? dcp_asprintf("%s/%s", b->prefix, prefix) : dcp_strdup(prefix);
+	char *key_marker = NULL, *id_marker = NULL;
+	static const long ok[] = {501, 0};
+	uploads_ctx ctx;
+	int rc = DCP_OK;
+
+	if (full == NULL)
+		return nomem(b, "listing the uploads of", prefix, msg);
+	ctx.strip = b->prefix[0] != '\0' ? strlen(b->prefix) + 1 : 0;
+	ctx.fn = fn;
+	ctx.arg = arg;
+	ctx.stopped = 0;
+	do {
+		s3_req req = {0};
+		s3_resp resp = {0};
+		char *query = NULL, *nk = NULL, *nu = NULL;
+		int truncated = 0, bad = 0;
+
+		/* Canonical order: key-marker, prefix, upload-id-marker, uploads. */
+		if (key_marker != NULL)
+			bad = append_literal(&query, "key-marker=") != 0 ||
+			      s3_append_encoded(&query, key_marker, 0) != 0 ||
+			      append_literal(&query, "&") != 0;
+		bad = bad || append_literal(&query, "prefix=") != 0 ||
+		      s3_append_encoded(&query, full, 0) != 0;
+		if (!bad && id_marker != NULL)
+			bad = append_literal(&query, "&upload-id-marker=") != 0 ||
+			      s3_append_encoded(&query, id_marker, 0) != 0;
+		bad = bad || append_literal(&query, "&uploads=") != 0;
+		if (bad) {
+			free(query);
+			rc = nomem(b, "listing the uploads of", prefix, msg);
+			break;
+		}
+		req.method = "GET";
+		req.op = "ListMultipartUploads";
+		req.query = query;
+		req.want_body = 1;
+		rc = s3_execute(b, &req, ok, &resp, msg);
+		if (rc == DCP_OK && resp.status == 501) {
+			dcp_msgf(msg,
+			         "the store at %s does not list multipart uploads (ListMultipartUploads "
+			         "answered "
+			         "HTTP 501): unfinished uploads under s3://%s/%s cannot be found; a bucket "
+			         "lifecycle rule (AbortIncompleteMultipartUpload) removes them",
+			         b->endpoint_shown, b->bucket, full);
+			rc = DCP_EUNSUPPORTED;
+		} else if (rc == DCP_OK) {
+			rc = s3_xml_uploads(resp.body, resp.body_len, upload_one, &ctx, &truncated, &nk, &nu);
+			if (ctx.stopped) {
+				/* fn's value */
+			} else if (rc == DCP_EIO) {
+				dcp_msgf(msg,
+				         "ListMultipartUploads s3://%s/%s: the answer (HTTP %ld from %s) is "
+				         "not a "
+				         "ListMultipartUploadsResult",
+				         b->bucket, full, resp.status, b->endpoint_shown);
+			} else if (rc == DCP_ENOMEM) {
+				nomem(b, "listing the uploads of", prefix, msg);
+			} else if (truncated && nk == NULL) {
+				dcp_msgf(msg,
+				         "ListMultipartUploads s3://%s/%s: the answer is truncated but has "
+				         "no NextKeyMarker",
+				         b->bucket, full);
+				rc = DCP_EIO;
+			}
+		}
+		s3_resp_free(&resp);
+		free(query);
+		free(key_marker);
+		free(id_marker);
+		key_marker = id_marker = NULL;
+		if (rc == DCP_OK && truncated) {
+			key_marker = nk;
+			id_marker = nu;
+		} else {
+			free(nk);
+			free(nu);
+		}
+	} while (rc == DCP_OK && key_marker != NULL);
+	free(key_marker);
+	free(id_marker);
+	free(full);
+	return rc;
+}
+
 static void backend_destroy(dcp_backend *base)
 {
 	s3_backend *b = (s3_backend *)base;
@@ -547,7 +680,6 @@ static const dcp_backend_ops s3_ops = {
         .read = backend_read,
         .get = backend_get,
         .put_atomic = backend_put_atomic,
-        .put_if_absent = backend_put_if_absent,
         .remove = backend_remove,
         .list = backend_list,
         .exists = backend_exists,
@@ -555,6 +687,10 @@ static const dcp_backend_ops s3_ops = {
         .destroy = backend_destroy,
         .write_iov = s3_write_iov,
         .read_iov = backend_read_iov,
+        .put_if_absent = backend_put_if_absent,
+        .list_stat = backend_list_stat,
+        .list_uploads = backend_list_uploads,
+        .abort_upload = s3_abort_upload,
 };
 
 /* libcurl's and libxml2's global initialisation, once per process: neither

@@ -157,11 +157,22 @@ int s3_xml_text(const char *body, size_t len, const char *root_name, const char 
 /* InitiateMultipartUploadResult: *upload_id malloc'd. DCP_EIO if absent or
  * not XML, DCP_ENOMEM. */
 int s3_xml_upload_id(const char *body, size_t len, char **upload_id);
-/* ListBucketResult (V2): calls fn for each Contents (Key, Size); *truncated
- * and *next_token (malloc'd, NULL if none). fn's nonzero return stops and is
- * returned. DCP_EIO if the body is no ListBucketResult. */
-int s3_xml_list(const char *body, size_t len, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
+/* ListBucketResult (V2): calls fn for each Contents (Key, Size,
+ * LastModified as seconds since the epoch, -1 if absent or unreadable);
+ * *truncated and *next_token (malloc'd, NULL if none). fn's nonzero return
+ * stops and is returned. DCP_EIO if the body is no ListBucketResult. */
+int s3_xml_list(const char *body, size_t len,
+                int (*fn)(const char *key, uint64_t size, int64_t mtime, void *arg), void *arg,
                 int *truncated, char **next_token);
+/* ListMultipartUploadsResult: fn for each Upload (Key, UploadId, Initiated
+ * as seconds since the epoch or -1); *truncated, and the markers of the
+ * next page (malloc'd, NULL if absent). Same contract as s3_xml_list. */
+int s3_xml_uploads(const char *body, size_t len,
+                   int (*fn)(const char *key, const char *upload_id, int64_t initiated, void *arg), void *arg,
+                   int *truncated, char **next_key, char **next_upload);
+/* An S3 timestamp ("2026-12-07T13:20:00.000Z") as seconds since the epoch,
+ * or -1. */
+int64_t s3_xml_time(const char *t);
 /* Appends s to *dst with &, <, > and quotes escaped (for request bodies).
  * 0, or -1 if out of memory (*dst freed and NULLed). */
 int s3_xml_append_escaped(char **dst, size_t *len, const char *s);
@@ -179,6 +190,8 @@ int s3_write_iov(dcp_backend *b, const char *path, const dcp_backend_iov *iov, s
 int s3_writer_append(dcp_backend_writer *w, const void *data, uint64_t len, dcp_msg *msg);
 int s3_writer_close(dcp_backend_writer *w, dcp_msg *msg);
 void s3_writer_abort(dcp_backend_writer *w);
+/* The abort_upload slot: AbortMultipartUpload of upload_id of path. */
+int s3_abort_upload(dcp_backend *b, const char *path, const char *upload_id, dcp_msg *msg);
 
 /* ------------------------------------------------------------------------ */
 /* s3_backend.c                                                             */

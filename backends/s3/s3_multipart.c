@@ -414,6 +414,21 @@ static int abort_key(s3_backend *b, const char *key, const char *upload_id, dcp_
 	return rc;
 }
 
+int s3_abort_upload(dcp_backend *base, const char *path, const char *upload_id, dcp_msg *msg)
+{
+	s3_backend *b = (s3_backend *)base;
+	char *key = s3_full_key(b, path);
+	int rc;
+
+	if (key == NULL) {
+		dcp_msgf(msg, "out of memory aborting the multipart upload of %s", path);
+		return DCP_ENOMEM;
+	}
+	rc = abort_key(b, key, upload_id, msg);
+	free(key);
+	return rc;
+}
+
 /* Aborts upload_id of key and appends what became of it to msg (when msg is
  * not NULL): nothing if it was aborted, else why not. */
 static void abort_and_tell(s3_backend *b, const char *key, const char *upload_id, dcp_msg *msg)

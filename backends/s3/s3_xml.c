@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "s3_internal.h"
 
@@ -142,7 +143,26 @@ int s3_xml_upload_id(const char *body, size_t len, char **upload_id)
 	return rc;
 }
 
-int s3_xml_list(const char *body, size_t len, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
+int64_t s3_xml_time(const char *t)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, sec;
+
+	if (t == NULL || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6 || mo < 1 ||
+	    mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	return (int64_t)timegm(&tm);
+}
+
+int s3_xml_list(const char *body, size_t len,
+                int (*fn)(const char *key, uint64_t size, int64_t mtime, void *arg), void *arg,
                 int *truncated, char **next_token)
 {
 	xmlDocPtr doc = parse(body, len);
@@ -169,7 +189,8 @@ int s3_xml_list(const char *body, size_t len, int (*fn)(const char *key, uint64_
 			}
 			text_into(child(c, "Size"), tmp, sizeof(tmp));
 			size = strtoull(tmp, NULL, 10);
-			rc = fn(key, size, arg);
+			text_into(child(c, "LastModified"), tmp, sizeof(tmp));
+			rc = fn(key, size, s3_xml_time(tmp), arg);
 			free(key);
 		} else if (named(c, "IsTruncated")) {
 			text_into(c, tmp, sizeof(tmp));
@@ -232,4 +253,53 @@ int s3_xml_append_escaped(char **dst, size_t *len, const char *s)
 			return -1;
 	}
 	return 0;
+}
+
+int s3_xml_uploads(const char *body, size_t len,
+                   int (*fn)(const char *key, const char *upload_id, int64_t initiated, void *arg), void *arg,
+                   int *truncated, char **next_key, char **next_upload)
+{
+	xmlDocPtr doc = parse(body, len);
+	const xmlNode *root, *c;
+	char tmp[40];
+	int rc = DCP_OK;
+
+	*truncated = 0;
+	*next_key = *next_upload = NULL;
+	if (doc == NULL)
+		return DCP_EIO;
+	root = xmlDocGetRootElement(doc);
+	if (!named(root, "ListMultipartUploadsResult")) {
+		xmlFreeDoc(doc);
+		return DCP_EIO;
+	}
+	for (c = root->children; c != NULL && rc == DCP_OK; c = c->next) {
+		if (named(c, "Upload")) {
+			char *key = text_dup(child(c, "Key")), *id = text_dup(child(c, "UploadId"));
+			if (key == NULL || id == NULL || key[0] == '\0' || id[0] == '\0')
+				rc = key == NULL || id == NULL ? DCP_ENOMEM : DCP_EIO;
+			if (rc == DCP_OK) {
+				text_into(child(c, "Initiated"), tmp, sizeof(tmp));
+				rc = fn(key, id, s3_xml_time(tmp), arg);
+			}
+			free(key);
+			free(id);
+		} else if (named(c, "IsTruncated")) {
+			text_into(c, tmp, sizeof(tmp));
+			*truncated = strcmp(tmp, "true") == 0;
+		} else if (named(c, "NextKeyMarker") || named(c, "NextUploadIdMarker")) {
+			char **slot = named(c, "NextKeyMarker") ? next_key : next_upload;
+			free(*slot);
+			*slot = text_dup(c);
+			if (*slot == NULL)
+				rc = DCP_ENOMEM;
+		}
+	}
+	xmlFreeDoc(doc);
+	if (rc != DCP_OK) {
+		free(*next_key);
+		free(*next_upload);
+		*next_key = *next_upload = NULL;
+	}
+	return rc;
 }

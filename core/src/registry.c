@@ -152,9 +152,10 @@ static int register_locked(dcp_registry *reg, dcp_plugin *p, void *dl, const cha
 		dcp_msgf(msg, "plugin %s returned no plugin object from its entry point", path);
 		goto fail_nodestroy;
 	}
-	if (p->version != DCP_PLUGIN_ABI_VERSION) {
+	if (p->version < 1 || p->version > DCP_PLUGIN_ABI_VERSION) {
 		dcp_msgf(msg,
-		         "invalid ABI version %u on plugin %s (this libdcp supports version %d): rebuild the "
+		         "invalid ABI version %u on plugin %s (this libdcp supports versions 1 to %d): "
+		         "rebuild the "
 		         "plugin against this libdcp",
 		         p->version, path, DCP_PLUGIN_ABI_VERSION);
 		rc = DCP_EVERSION;
@@ -700,6 +701,52 @@ int dcp_remove(const char *url, dcp_registry *reg, dcp_error **err)
 		rc = DCP_EPLUGIN;
 	if (rc != DCP_OK)
 		dcp_error_set(err, dcp_error_local(rc, "remove", "%s", msg.text));
+	free(canon);
+	return rc;
+}
+
+int dcp_gc(const char *url, const dcp_gc_options *opts, dcp_registry *reg, dcp_gc_report *report,
+           dcp_error **err)
+{
+	static const dcp_gc_options defaults = DCP_GC_OPTIONS_INIT;
+	dcp_gc_report local;
+	dcp_msg msg = {{0}};
+	dcp_plugin *p = NULL;
+	char *canon = NULL;
+	int rc;
+
+	if (report == NULL)
+		report = &local;
+	memset(report, 0, sizeof(*report));
+	if (opts == NULL)
+		opts = &defaults;
+	if (opts->version < 1 || !(opts->min_age_s >= 0)) {
+		dcp_error_set(err,
+		              dcp_error_local(DCP_EINVAL, "gc",
+		                              "gc options for %s: version %u, min_age_s %g: start from "
+		                              "DCP_GC_OPTIONS_INIT and give an age of 0 or more seconds",
+		                              url != NULL ? url : "(null)", opts->version, opts->min_age_s));
+		return DCP_EINVAL;
+	}
+	/* Validated as for a save: gc writes (removes), and a folder that a
+	 * killed first save left holds no checkpoint yet. */
+	rc = dcp_registry_resolve(reg, url, 1, 1, &p, &canon, &msg);
+	if (rc != DCP_OK) {
+		dcp_error_set(err, dcp_error_local(rc, "validate_checkpoint_id", "%s", msg.text));
+		return rc;
+	}
+	if (p->version < 2 || p->gc == NULL) {
+		dcp_error_set(err, dcp_error_local(DCP_EUNSUPPORTED, "gc",
+		                                   "plugin '%s' cannot collect what killed saves left (%s)",
+		                                   p->name, canon));
+		free(canon);
+		return DCP_EUNSUPPORTED;
+	}
+	rc = p->gc(p, canon, opts, report, &msg);
+	if (rc > 0)
+		rc = DCP_EPLUGIN;
+	if (rc != DCP_OK)
+		dcp_error_set(err, dcp_error_local(rc, "gc", "%s", msg.text));
 	free(canon);
 	return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * The faulty plugin object: entry point, validate_checkpoint_id, remove.
+ * The faulty plugin object: entry point, validate_checkpoint_id, remove, gc.
  *
  * The plugin declares the scheme "faulty"; the registry sends it every URL
  * whose scheme is "faulty+<inner>". It finds the inner plugin through
@@ -59,6 +59,29 @@ static int faulty_remove(dcp_plugin *self, const char *url, dcp_msg *msg)
 	return rc;
 }
 
+/* gc passes through: faults are injected into saves and loads only. */
+static int faulty_gc(dcp_plugin *self, const char *url, const dcp_gc_options *opts, dcp_gc_report *report,
+                     dcp_msg *msg)
+{
+	faulty_plugin *plugin = (faulty_plugin *)self;
+	faulty_config cfg;
+	dcp_plugin *inner = NULL;
+	int rc = faulty_config_parse(plugin, url, &cfg, msg);
+
+	if (rc == DCP_OK)
+		rc = faulty_inner_plugin(plugin, &cfg, &inner, msg);
+	if (rc == DCP_OK && (inner->version < 2 || inner->gc == NULL)) {
+		dcp_msgf(msg,
+		         "faulty plugin: the inner plugin '%s' cannot collect what killed saves left at '%s'",
+		         inner->name, cfg.inner_url);
+		rc = DCP_EUNSUPPORTED;
+	} else if (rc == DCP_OK) {
+		rc = inner->gc(inner, cfg.inner_url, opts, report, msg);
+	}
+	faulty_config_clear(&cfg);
+	return rc;
+}
+
 DCP_DECLARE_PLUGIN_ENTRY;
 
 DCP_DECLARE_PLUGIN_ENTRY
@@ -95,6 +118,7 @@ DCP_DECLARE_PLUGIN_ENTRY
 	plugin->base.writer_open = faulty_writer_open;
 	plugin->base.reader_open = faulty_reader_open;
 	plugin->base.remove = faulty_remove;
+	plugin->base.gc = faulty_gc;
 	*out = &plugin->base;
 	return DCP_OK;
 }

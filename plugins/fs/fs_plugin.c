@@ -424,6 +424,42 @@ static int fs_remove(dcp_plugin *self, const char *url, dcp_msg *msg)
 	return rc;
 }
 
+static int fs_gc(dcp_plugin *self, const char *url, const dcp_gc_options *opts, dcp_gc_report *report,
+                 dcp_msg *msg)
+{
+	fs_plugin *p = (fs_plugin *)self;
+	dcp_layout_options opt;
+	dcp_backend *b;
+	char *path;
+	int rc;
+
+	rc = fs_parse(url, &path, &opt, msg);
+	if (rc != DCP_OK)
+		return rc;
+	/* A folder without .metadata is fine: a killed first save leaves one. */
+	{
+		struct stat st;
+		char eb[128];
+		if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			int e = errno;
+			if (stat(path, &st) == 0)
+				dcp_msgf(msg, "%s is not a directory: a checkpoint is a directory", path);
+			else
+				dcp_msgf(msg, "nothing to collect at %s: %s", path,
+				         errtext(e, eb, sizeof(eb)));
+			rc = e == ENOENT ? DCP_ENOTFOUND : DCP_EID;
+		}
+	}
+	if (rc == DCP_OK)
+		rc = dcp_posix_backend_open(path, &b, msg);
+	if (rc == DCP_OK) {
+		rc = dcp_layout_gc(b, p->host, path, opts, report, msg);
+		b->ops->destroy(b);
+	}
+	free(path);
+	return rc;
+}
+
 static void fs_destroy(dcp_plugin *self)
 {
 	free(self);
@@ -457,6 +493,7 @@ DCP_DECLARE_PLUGIN_ENTRY
 	p->base.writer_open = fs_writer_open;
 	p->base.reader_open = fs_reader_open;
 	p->base.remove = fs_remove;
+	p->base.gc = fs_gc;
 	*out = &p->base;
 	return DCP_OK;
 }

@@ -91,6 +91,15 @@ int dcp_layout_exists(dcp_backend *backend, dcp_msg *msg);
  */
 int dcp_layout_remove(dcp_backend *backend, const dcp_host *host, const char *location, dcp_msg *msg);
 
+/*
+ * Garbage collection at the backend's root (dcp_gc's contract): data
+ * objects that the committed metadata does not name, temporary files and
+ * unfinished uploads, each only when at least opts->min_age_s old. report is
+ * the caller's, zeroed. The backend stays the caller's.
+ */
+int dcp_layout_gc(dcp_backend *backend, const dcp_host *host, const char *location,
+                  const dcp_gc_options *opts, dcp_gc_report *report, dcp_msg *msg);
+
 /* True if path is a relative object path the layout accepts: '/'-separated,
  * no leading '/', no empty, "." or ".." component, no NUL, no '\\'. */
 int dcp_layout_path_is_safe(const char *path);

@@ -202,6 +202,23 @@ static int mem_remove(dcp_plugin *self, const char *url, dcp_msg *msg)
 	return rc;
 }
 
+static int mem_gc(dcp_plugin *self, const char *url, const dcp_gc_options *opts, dcp_gc_report *report,
+                  dcp_msg *msg)
+{
+	mem_plugin *p = (mem_plugin *)self;
+	dcp_layout_params params;
+	char *loc = NULL;
+	int rc;
+
+	rc = mem_open_params(p, url, &params, &loc, msg);
+	if (rc == DCP_OK) {
+		rc = dcp_layout_gc(params.backend, p->host, loc, opts, report, msg);
+		params.backend->ops->destroy(params.backend);
+	}
+	free(loc);
+	return rc;
+}
+
 static void mem_destroy(dcp_plugin *self)
 {
 	mem_plugin *p = (mem_plugin *)self;
@@ -241,6 +258,7 @@ DCP_DECLARE_PLUGIN_ENTRY
 	p->base.writer_open = mem_writer_open;
 	p->base.reader_open = mem_reader_open;
 	p->base.remove = mem_remove;
+	p->base.gc = mem_gc;
 	*out = &p->base;
 	return DCP_OK;
 }

@@ -166,6 +166,23 @@ static int s3_remove(dcp_plugin *self, const char *url, dcp_msg *msg)
 	return rc;
 }
 
+static int s3_gc(dcp_plugin *self, const char *url, const dcp_gc_options *opts, dcp_gc_report *report,
+                 dcp_msg *msg)
+{
+	s3_plugin *p = (s3_plugin *)self;
+	dcp_layout_params params;
+	s3_id id;
+	int rc;
+
+	rc = s3_open_params(p, url, &params, &id, msg);
+	if (rc == DCP_OK) {
+		rc = dcp_layout_gc(params.backend, p->host, id.location, opts, report, msg);
+		params.backend->ops->destroy(params.backend);
+	}
+	s3_id_clear(&id);
+	return rc;
+}
+
 static void s3_destroy(dcp_plugin *self)
 {
 	if (self == NULL)
@@ -207,6 +224,7 @@ DCP_DECLARE_PLUGIN_ENTRY
 	p->base.writer_open = s3_writer_open_;
 	p->base.reader_open = s3_reader_open_;
 	p->base.remove = s3_remove;
+	p->base.gc = s3_gc;
 	*out = &p->base;
 	return DCP_OK;
 }

@@ -21,11 +21,12 @@ typedef struct list_state {
 	size_t n;
 } list_state;
 
-static int on_entry(const char *key, uint64_t size, void *arg)
+static int on_entry(const char *key, uint64_t size, int64_t mtime, void *arg)
 {
 	list_state *st = arg;
 
 	(void)size;
+	FUZZ_CHECK(mtime >= -1);
 	FUZZ_CHECK(key != NULL);
 	(void)strlen(key);
 	st->n++;

@@ -36,6 +36,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 int cmd_plugins(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 

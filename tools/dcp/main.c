@@ -21,6 +21,7 @@ static const command COMMANDS[] = {
         {"verify", cmd_verify, "read everything and check every checksum"},
         {"cp", cmd_cp, "copy a checkpoint between two URLs"},
         {"rm", cmd_rm, "remove a checkpoint"},
+        {"gc", cmd_gc, "remove what killed saves left at a URL"},
         {"plugins", cmd_plugins, "list the storage plugins found"},
 };
 #define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))

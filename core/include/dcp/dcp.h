@@ -269,6 +269,43 @@ DCP_EXTERN int dcp_registry_find(dcp_registry *reg, const char *url, dcp_plugin 
 DCP_EXTERN int dcp_remove(const char *url, dcp_registry *reg, dcp_error **err);
 
 /*
+ * Garbage collection at a checkpoint's URL: what saves that were killed (or
+ * whose clean-up failed) left there: data objects that the committed
+ * metadata does not name, temporary files, and unfinished multipart uploads.
+ * The committed checkpoint is never touched; a save still in flight is
+ * spared by age: only what is at least min_age_s seconds old (by the store's
+ * clock) is removed, so set it above the longest a save may take (default
+ * DCP_GC_DEFAULT_MIN_AGE_S). Objects whose age the store cannot tell (mem://)
+ * are removed only with min_age_s = 0. Refuses (DCP_EMETADATA) when the
+ * metadata at url does not decode: which objects it uses cannot be known.
+ */
+#define DCP_GC_DEFAULT_MIN_AGE_S 3600.0
+typedef struct dcp_gc_options {
+	unsigned version; /* DCP_GC_OPTIONS_VERSION */
+	double min_age_s; /* see above; >= 0 */
+	int dry_run;      /* 1: count what would be removed, remove nothing */
+} dcp_gc_options;
+#define DCP_GC_OPTIONS_VERSION 1
+#define DCP_GC_OPTIONS_INIT                                         \
+	{                                                           \
+		DCP_GC_OPTIONS_VERSION, DCP_GC_DEFAULT_MIN_AGE_S, 0 \
+	}
+
+typedef struct dcp_gc_report {
+	uint64_t objects_removed; /* or, with dry_run, that would be */
+	uint64_t bytes_removed;
+	uint64_t uploads_aborted;   /* unfinished multipart uploads */
+	uint64_t objects_too_young; /* orphans kept: younger than min_age_s, or of unknown age */
+	uint64_t uploads_too_young;
+	int uploads_unlisted; /* 1: the store cannot list unfinished uploads (s3rver) */
+} dcp_gc_report;
+
+/* opts may be NULL (DCP_GC_OPTIONS_INIT); report (may be NULL) is filled
+ * also on failure, with what was done before it. */
+DCP_EXTERN int dcp_gc(const char *url, const dcp_gc_options *opts, dcp_registry *reg, dcp_gc_report *report,
+                      dcp_error **err);
+
+/*
  * Checks a checkpoint id the way a save (for_write = 1) or load would,
  * without touching any data: URL syntax, scheme, then the plugin's own
  * validate_checkpoint_id.

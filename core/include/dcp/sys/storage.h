@@ -33,7 +33,9 @@
 extern "C" {
 #endif
 
-#define DCP_PLUGIN_ABI_VERSION  1
+/* 1: the slots up to remove; 2: gc. The registry accepts every version up
+ * to this one and calls a slot only when the plugin's version has it. */
+#define DCP_PLUGIN_ABI_VERSION  2
 #define DCP_PLUGIN_ENTRY        dcp_plugin_entry
 #define DCP_PLUGIN_ENTRY_SYMBOL "dcp_plugin_entry"
 
@@ -157,6 +159,10 @@ struct dcp_plugin {
 	                   dcp_storage_reader **out, dcp_msg *msg);
 	/* Optional. Removes the checkpoint at url (metadata first). */
 	int (*remove)(dcp_plugin *self, const char *url, dcp_msg *msg);
+	/* Version 2, optional. Garbage collection at url, as dcp_gc describes;
+	 * opts is never NULL; report is zeroed by the caller and filled here. */
+	int (*gc)(dcp_plugin *self, const char *url, const dcp_gc_options *opts, dcp_gc_report *report,
+	          dcp_msg *msg);
 };
 
 /* Writer and reader objects: a plugin embeds this base as its first member. */
