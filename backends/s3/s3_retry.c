@@ -250,6 +250,19 @@ int s3_fail(s3_backend *b, const s3_req *req, const s3_resp *resp, int attempts,
 		         req->op, where);
 		return DCP_EIO;
 	}
+	if (resp->curl_code == CURLE_PEER_FAILED_VERIFICATION ||
+	    resp->curl_code == CURLE_SSL_CACERT_BADFILE || resp->curl_code == CURLE_SSL_CERTPROBLEM ||
+	    resp->curl_code == CURLE_SSL_ISSUER_ERROR) {
+		dcp_msgf(msg,
+		         "%s %s failed%s: %s: the TLS certificate of %s was not accepted%s%s: give the CA "
+		         "that "
+		         "signed it with AWS_CA_BUNDLE or ca_bundle in the JSON profile (verify_tls=false "
+		         "turns the check off, for tests only)",
+		         req->op, where, tries, resp->curl_err, b->endpoint_shown,
+		         b->cfg.ca_bundle != NULL ? " by the CA bundle " : "",
+		         b->cfg.ca_bundle != NULL ? b->cfg.ca_bundle : "");
+		return DCP_EIO;
+	}
 	if (resp->curl_code != CURLE_OK) {
 		int timeout = resp->curl_code == CURLE_OPERATION_TIMEDOUT;
 		dcp_msgf(msg, "%s %s failed%s: %s (no answer from the endpoint %s): %s", req->op, where,
