@@ -1,10 +1,12 @@
 #!/bin/bash
-# S3 save/load throughput of libdcp against plain curl, on the same s3rver, in
-# the same run (see bench/s3/README.md). A benchmark, not a test: it prints
+# S3 save/load throughput of libdcp against plain curl, on the same server
+# (s3rver, or radosgw with --server radosgw), in the same run (see
+# bench/s3/README.md). A benchmark, not a test: it prints
 # figures and fails only when something does not work.
 #
 # Usage: bench/s3/run.sh [--dcp PATH[=LABEL[?QUERY]]]... [--reps N] [--warmup N]
 #                        [--size SIZE] [--ranks N] [--query Q] [--out FILE]
+#                        [--server s3rver|radosgw]
 #
 #   --dcp PATH[=LABEL[?QUERY]]
 #                       a dcp binary to measure (repeatable: several builds or
@@ -17,6 +19,10 @@
 #   --ranks N           ranks of dcp save and dcp load (default 4)
 #   --query Q           query appended to the dcp URL, e.g. "part_size=16M"
 #   --out FILE          also write the table to FILE
+#   --server NAME       s3rver (default; checks no signature) or radosgw (Ceph's
+#                       S3 gateway, which verifies signatures and MD5s; started
+#                       by tests/s3/with-radosgw.sh with a memory store sized
+#                       for 1 GiB checkpoints)
 #
 # It starts s3rver through tests/s3/with-s3rver.sh (node and the npm package
 # pinned in tests/s3/package-lock.json), saves a file:// checkpoint of the
@@ -55,7 +61,23 @@ if [ -z "${DCP_BENCH_S3_INNER:-}" ]; then
 		echo "bench/s3/run.sh: curl is not installed" >&2
 		exit 1
 	}
-	DCP_BENCH_S3_INNER=1 exec "$root/tests/s3/with-s3rver.sh" "$0" "$@"
+	server=s3rver
+	prev=
+	for a in "$@"; do
+		[ "$prev" != --server ] || server=$a
+		prev=$a
+	done
+	case $server in
+	s3rver) DCP_BENCH_S3_INNER=1 exec "$root/tests/s3/with-s3rver.sh" "$0" "$@" ;;
+	radosgw)
+		RADOSGW_MEMSTORE_BYTES=${RADOSGW_MEMSTORE_BYTES:-8589934592} DCP_BENCH_S3_INNER=1 \
+			exec "$root/tests/s3/with-radosgw.sh" "$0" "$@"
+		;;
+	*)
+		echo "bench/s3/run.sh: --server is s3rver or radosgw, not '$server'" >&2
+		exit 2
+		;;
+	esac
 fi
 
 die() {
@@ -92,6 +114,7 @@ while [ $# -gt 0 ]; do
 	--ranks) ranks=$2; shift 2 ;;
 	--query) query=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--server) shift 2 ;; # chose the server above
 	-h | --help)
 		usage
 		exit 0
@@ -270,7 +293,12 @@ check_curl
 
 # The table: MiB/s per contender (median, min, max), then the ratios.
 report() {
-	echo "S3 throughput against s3rver $(node -e "console.log(require('$root/tests/s3/node_modules/s3rver/package.json').version)" 2>/dev/null) at $ep, $(nproc) CPUs, $(curl --version | head -n 1 | cut -d' ' -f1-2)"
+	if [ "${DCP_S3_TEST_SERVER:-s3rver}" = radosgw ]; then
+		srv="radosgw $(radosgw --version 2>/dev/null | awk '{print $3}')"
+	else
+		srv="s3rver $(node -e "console.log(require('$root/tests/s3/node_modules/s3rver/package.json').version)" 2>/dev/null)"
+	fi
+	echo "S3 throughput against $srv at $ep, $(nproc) CPUs, $(curl --version | head -n 1 | cut -d' ' -f1-2)"
 	echo "dcp: --ranks $ranks --size $size${query:+, query $query}; curl: $nfiles files, $curl_bytes bytes; $reps interleaved reps"
 	for i in "${!dcps[@]}"; do
 		echo "  ${labels[$i]}: ${dcps[$i]} $(dcp_url "$i")"
