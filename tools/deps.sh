@@ -17,7 +17,11 @@ set -euo pipefail
 build_pkgs=(cmake make gcc libc6-dev pkg-config libcjson-dev libcriterion-dev libisal-dev libxxhash-dev
 	libcurl4-openssl-dev libxml2-dev libssl-dev libopenmpi-dev openmpi-bin)
 # clang and its runtime: sanitizer and fuzzing builds with clang.
-test_pkgs=("${build_pkgs[@]}" clang clang-format libclang-rt-14-dev binutils libs3-dev)
+# radosgw, ceph-mon, ceph-osd (with openssl and curl): a one-node Ceph cluster
+# whose S3 gateway verifies signatures, for the rgw_server tests
+# (tests/s3/start-radosgw.sh); awscli: the second client of rgw_second_client.
+test_pkgs=("${build_pkgs[@]}" clang clang-format libclang-rt-14-dev binutils libs3-dev
+	radosgw ceph-mon ceph-osd openssl curl awscli)
 
 usage() {
 	echo "usage: $0 build|test  or  $0 --list build|test" >&2

@@ -27,7 +27,19 @@ const char *bucket(void)
 void need_server(void)
 {
 	if (endpoint() == NULL)
-		cr_skip_test("AWS_ENDPOINT_URL_S3 is not set: run through tests/s3/with-s3rver.sh");
+		cr_skip_test("AWS_ENDPOINT_URL_S3 is not set: run through tests/s3/with-s3rver.sh or "
+		             "tests/s3/with-radosgw.sh");
+}
+
+const char *server_name(void)
+{
+	const char *s = getenv("DCP_S3_TEST_SERVER");
+	return s != NULL && s[0] != '\0' ? s : "s3rver";
+}
+
+int server_is_s3rver(void)
+{
+	return strcmp(server_name(), "s3rver") == 0;
 }
 
 /* A prefix unique to this test run and name. */

@@ -3,8 +3,10 @@
  * compiled into each of them by tests/s3/CMakeLists.txt, only when the S3
  * backend is built (DCP_TEST_HAVE_S3).
  *
- * The server comes from the environment that tests/s3/with-s3rver.sh sets:
- * AWS_ENDPOINT_URL_S3, the S3RVER credentials and DCP_S3_TEST_BUCKET. Every
+ * The server comes from the environment that tests/s3/with-s3rver.sh or
+ * tests/s3/with-radosgw.sh sets: AWS_ENDPOINT_URL_S3, the server's
+ * credentials, DCP_S3_TEST_BUCKET and DCP_S3_TEST_SERVER (which server it is:
+ * "s3rver" or "radosgw"; see server_is_s3rver). Every
  * helper runs on the test's own thread and fails the test (cr_assert) on
  * what it cannot do, unless it says it returns an error.
  */
@@ -32,6 +34,20 @@ const char *bucket(void);
 
 /* Skips the calling test when no server is set. */
 void need_server(void);
+
+/* The server's name (DCP_S3_TEST_SERVER), "s3rver" when it is not set: the
+ * suite was written against s3rver, and with-s3rver.sh sets it anyway. */
+const char *server_name(void);
+
+/*
+ * 1 when the server is s3rver, whose quirks some tests expect: it checks the
+ * access key id but no signature, accepts anonymous requests, answers 405 to
+ * AbortMultipartUpload and 501 to ListMultipartUploads. 0 for a server that
+ * behaves as S3 does (radosgw, or any other DCP_S3_TEST_SERVER value: MinIO,
+ * AWS): it verifies Signature V4, refuses anonymous requests and aborts
+ * uploads with 204.
+ */
+int server_is_s3rver(void);
 
 /* Writes a key prefix unique to this test run and name into buf (n bytes);
  * returns buf. */

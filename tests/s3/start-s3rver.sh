@@ -10,8 +10,9 @@
 #     s3rver.pid   its process id
 #     env          "export NAME=value" lines: AWS_ENDPOINT_URL_S3,
 #                  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
-#                  DCP_S3_TEST_BUCKET, S3RVER_DATA_DIR, S3RVER_LOG,
-#                  S3RVER_STATE_DIR
+#                  DCP_S3_TEST_BUCKET, DCP_S3_TEST_SERVER=s3rver (which
+#                  server it is, for the tests that expect its quirks),
+#                  S3RVER_DATA_DIR, S3RVER_LOG, S3RVER_STATE_DIR
 # Prints STATE_DIR on the last line of stdout; stop the server with
 # stop-s3rver.sh STATE_DIR.
 #
@@ -106,6 +107,7 @@ export AWS_ACCESS_KEY_ID=S3RVER
 export AWS_SECRET_ACCESS_KEY=S3RVER
 export AWS_REGION=us-east-1
 export DCP_S3_TEST_BUCKET=$first
+export DCP_S3_TEST_SERVER=s3rver
 export S3RVER_DATA_DIR=$state/data
 export S3RVER_LOG=$log
 export S3RVER_STATE_DIR=$state

@@ -5,7 +5,8 @@
 # Usage: with-s3rver.sh CMD [ARGS...]
 # CMD runs with the variables of start-s3rver.sh's env file exported
 # (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID=S3RVER, AWS_SECRET_ACCESS_KEY=S3RVER,
-# AWS_REGION=us-east-1, DCP_S3_TEST_BUCKET, S3RVER_DATA_DIR, S3RVER_LOG, ...).
+# AWS_REGION=us-east-1, DCP_S3_TEST_BUCKET, DCP_S3_TEST_SERVER=s3rver,
+# S3RVER_DATA_DIR, S3RVER_LOG, ...).
 # Exits with CMD's status (or 1 if the server could not start).
 set -eu
 
