@@ -25,7 +25,7 @@ typedef struct dcp_backend dcp_backend;
 typedef struct dcp_backend_writer dcp_backend_writer;
 
 /* 1: the slots up to read_iov; 2: put_if_absent; 3: list_stat,
- * list_uploads, abort_upload. A caller uses a slot only when the table's
+ * list_uploads, abort_upload, remove_many. A caller uses a slot only when the table's
  * version has it and the slot is not NULL. */
 #define DCP_BACKEND_VERSION 3
 
@@ -118,6 +118,11 @@ typedef struct dcp_backend_ops {
 	/* Version 3, optional. Discards the unfinished upload upload_id of path
 	 * and its parts; one already gone is not an error. */
 	int (*abort_upload)(dcp_backend *b, const char *path, const char *upload_id, dcp_msg *msg);
+	/* Version 3, optional (NULL: callers remove one at a time). Removes the
+	 * n objects of paths in as few requests as the store allows (S3:
+	 * DeleteObjects, 1,000 keys a request); missing ones are not errors. On
+	 * a failure some may be removed; msg names one that was not. */
+	int (*remove_many)(dcp_backend *b, const char *const *paths, size_t n, dcp_msg *msg);
 } dcp_backend_ops;
 
 /* Backends embed this as their first member. */

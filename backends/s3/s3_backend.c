@@ -350,6 +350,60 @@ static int backend_remove(dcp_backend *base, const char *path, dcp_msg *msg)
 	return rc;
 }
 
+/* DeleteObjects: up to 1,000 keys a request, quiet (the answer lists only
+ * the keys that could not be removed). S3 requires Content-MD5 on it, which
+ * s3_execute sends for small bodies. */
+static int backend_remove_many(dcp_backend *base, const char *const *paths, size_t n, dcp_msg *msg)
+{
+	s3_backend *b = (s3_backend *)base;
+	size_t i = 0;
+	int rc = DCP_OK;
+
+	while (i < n && rc == DCP_OK) {
+		size_t end = n - i > 1000 ? i + 1000 : n, len = 0;
+		char *body = NULL;
+		int bad = s3_append(&body, &len, "<Delete><Quiet>true</Quiet>") != 0;
+		s3_req req = {0};
+		s3_resp resp = {0};
+		char message[400];
+
+		for (; i < end && !bad; i++) {
+			char *key = s3_full_key(b, paths[i]);
+			bad = key == NULL || s3_append(&body, &len, "<Object><Key>") != 0 ||
+			      s3_xml_append_escaped(&body, &len, key) != 0 ||
+			      s3_append(&body, &len, "</Key></Object>") != 0;
+			free(key);
+		}
+		bad = bad || s3_append(&body, &len, "</Delete>") != 0;
+		if (bad) {
+			free(body);
+			return nomem(b, "removing", paths[i < n ? i : n - 1], msg);
+		}
+		req.method = "POST";
+		req.op = "DeleteObjects";
+		req.query = "delete=";
+		req.has_body = 1;
+		req.body = body;
+		req.body_len = len;
+		req.content_type = "application/xml";
+		req.want_body = 1;
+		rc = s3_execute(b, &req, NULL, &resp, msg);
+		if (rc == DCP_OK && s3_xml_text(resp.body, resp.body_len, "DeleteResult", "Error", message,
+		                                sizeof(message))) {
+			dcp_msgf(msg,
+			         "DeleteObjects in s3://%s/%s: the store could not remove some of the %zu "
+			         "objects (its "
+			         "answer, HTTP %ld from %s, lists Error entries); remove them again, or with "
+			         "dcp gc",
+			         b->bucket, b->prefix, n, resp.status, b->endpoint_shown);
+			rc = DCP_EIO;
+		}
+		s3_resp_free(&resp);
+		free(body);
+	}
+	return rc;
+}
+
 /* HEAD of the bucket after a HEAD of an object answered 404: was it the
  * bucket that is missing? DCP_OK if the bucket exists, else the failure. */
 static int check_bucket(s3_backend *b, dcp_msg *msg)
@@ -691,6 +745,7 @@ static const dcp_backend_ops s3_ops = {
         .list_stat = backend_list_stat,
         .list_uploads = backend_list_uploads,
         .abort_upload = s3_abort_upload,
+        .remove_many = backend_remove_many,
 };
 
 /* libcurl's and libxml2's global initialisation, once per process: neither

@@ -193,7 +193,66 @@ typedef struct commit_ctx {
 	layout_writer *w;
 	const char **newp, **oldp;
 	size_t nnew, nold;
+	char **listed; /* sorted names of one listing of the root, or NULL */
+	size_t nlisted;
 } commit_ctx;
+
+typedef struct listing {
+	char **names;
+	size_t n, cap;
+	int nomem;
+} listing;
+
+static int listing_add(const char *path, uint64_t size, void *arg)
+{
+	listing *l = arg;
+
+	(void)size;
+	if (!layout_is_data_name(path))
+		return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		char **nn = realloc(l->names, ncap * sizeof(*nn));
+		if (nn == NULL) {
+			l->nomem = 1;
+			return 1;
+		}
+		l->names = nn;
+		l->cap = ncap;
+	}
+	if ((l->names[l->n] = dcp_strdup(path)) == NULL) {
+		l->nomem = 1;
+		return 1;
+	}
+	l->n++;
+	return 0;
+}
+
+static void listing_free(listing *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->names[i]);
+	free(l->names);
+	memset(l, 0, sizeof(*l));
+}
+
+/* One listing of the root instead of one existence check per object (on S3,
+ * one ListObjectsV2 page per 1,000 objects instead of a HEAD each). An
+ * object missing from the listing is still checked on its own, so a store
+ * whose listings lag behind its writes costs requests, never a false
+ * "missing". Leaves l empty when the listing fails: every object is then
+ * checked on its own. */
+static void list_root(dcp_backend *b, listing *l)
+{
+	dcp_msg m = {{0}};
+
+	memset(l, 0, sizeof(*l));
+	if (b->ops->list(b, "", listing_add, l, &m) != DCP_OK || l->nomem) {
+		listing_free(l);
+		return;
+	}
+	qsort(l->names, l->n, sizeof(l->names[0]), cmp_str);
+}
 
 /* Object i of the new metadata exists; else the reason it cannot commit. */
 static int check_new_object(void *arg, size_t i, dcp_msg *msg)
@@ -210,6 +269,8 @@ static int check_new_object(void *arg, size_t i, dcp_msg *msg)
 		         c->w->location, c->newp[i]);
 		return DCP_EMETADATA;
 	}
+	if (c->listed != NULL && layout_paths_contain((const char *const *)c->listed, c->nlisted, c->newp[i]))
+		return 0; /* in the listing: no request of its own */
 	rc = b->ops->exists(b, c->newp[i], msg);
 	if (rc < 0)
 		return rc;
@@ -238,6 +299,30 @@ static int remove_old_object(void *arg, size_t i, dcp_msg *msg)
 	return 0;
 }
 
+/* The old objects that the new metadata does not use, removed in batches
+ * where the backend can (remove_many). 1 if done that way, 0 if the caller
+ * removes them one by one. */
+static int remove_old_batched(commit_ctx *c)
+{
+	dcp_backend *b = c->w->backend;
+	const char **gone;
+	size_t n = 0, i;
+	dcp_msg m = {{0}};
+
+	if (b->ops->version < 3 || b->ops->remove_many == NULL || c->nold == 0)
+		return 0;
+	gone = malloc(c->nold * sizeof(*gone));
+	if (gone == NULL)
+		return 0;
+	for (i = 0; i < c->nold; i++)
+		if (layout_is_data_name(c->oldp[i]) && !layout_paths_contain(c->newp, c->nnew, c->oldp[i]))
+			gone[n++] = c->oldp[i];
+	if (n > 0)
+		(void)b->ops->remove_many(b, gone, n, &m); /* the commit is done: errors are dropped */
+	free(gone);
+	return 1;
+}
+
 int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg *msg)
 {
 	layout_writer *w = (layout_writer *)sw;
@@ -250,6 +335,7 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	int rc, found = 0;
 	dcp_msg m;
 	commit_ctx ctx;
+	listing listed;
 
 	if (md == NULL) {
 		dcp_msgf(msg, "finish at %s: no metadata to commit", w->location);
@@ -264,7 +350,13 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	ctx.nnew = nnew;
 	ctx.oldp = NULL;
 	ctx.nold = 0;
+	list_root(b, &listed);
+	ctx.listed = listed.names;
+	ctx.nlisted = listed.n;
 	rc = run_each(nnew, w->options.threads, check_new_object, &ctx, msg);
+	listing_free(&listed);
+	ctx.listed = NULL;
+	ctx.nlisted = 0;
 	if (rc != DCP_OK)
 		goto out;
 
@@ -316,7 +408,8 @@ int layout_writer_finish(dcp_storage_writer *sw, const dcp_metadata *md, dcp_msg
 	 * done), so errors here are dropped. */
 	ctx.oldp = oldp;
 	ctx.nold = nold;
-	(void)run_each(nold, w->options.threads, remove_old_object, &ctx, NULL);
+	if (!remove_old_batched(&ctx))
+		(void)run_each(nold, w->options.threads, remove_old_object, &ctx, NULL);
 	rc = DCP_OK;
 out:
 	free(json);
