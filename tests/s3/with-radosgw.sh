@@ -11,7 +11,8 @@
 # DCP_S3_TEST_HTTPS_ENDPOINT, DCP_S3_TEST_CA_BUNDLE, DCP_S3_TEST_VHOST_DOMAIN,
 # DCP_S3_TEST_VHOST_ENDPOINT, RADOSGW_LOG, ...).
 # Exits with CMD's status (or 1 if the cluster could not start).
-# RADOSGW_KEEP=1 keeps the state directory (logs) afterwards.
+# RADOSGW_KEEP=1 keeps the state directory (logs) afterwards; it is always
+# kept when the cluster does not start.
 set -eu
 
 [ $# -ge 1 ] || {
@@ -29,10 +30,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-"$here/start-radosgw.sh" "$state" >/dev/null || {
-	echo "with-radosgw.sh: the cluster did not start (logs in $state/log, kept with RADOSGW_KEEP=1); $* was not run" >&2
+# A watchdog outside this process group stops the cluster if this script is
+# killed without running its trap (SIGKILL, e.g. a ctest timeout): the
+# daemons run detached and would outlive it. It checks every second and ends
+# once the state directory is gone (the normal stop); after this script, it
+# stops only daemons whose pid files are still there.
+if command -v setsid >/dev/null 2>&1; then
+	# shellcheck disable=SC2016 # expanded by the watchdog's shell
+	setsid sh -c 'while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 1; done
+		for f in "$2"/run/*.pid; do
+			[ ! -f "$f" ] || exec "$3/stop-radosgw.sh" "$2"
+		done' watchdog $$ "$state" "$here" </dev/null >/dev/null 2>&1 &
+fi
+if ! "$here/start-radosgw.sh" "$state" >/dev/null; then
+	# Keep the logs that start-radosgw.sh's message points to.
+	RADOSGW_KEEP=1
+	export RADOSGW_KEEP
+	echo "with-radosgw.sh: the cluster did not start (its logs stay in $state/log); $* was not run" >&2
 	exit 1
-}
+fi
 # AWS_PROFILE and shared files must not redirect the tests to another store.
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_CA_BUNDLE
 . "$state/env"
