@@ -117,24 +117,25 @@ $(tail_of "$wlog")"
 	done
 }
 
-# port_in_use PORT: 0 if something listens on 127.0.0.1/0.0.0.0/[::] PORT.
+# port_in_use PORT: 0 if a TCP socket of this machine (listening or
+# connected, IPv4 or IPv6) has PORT as its local port.
 port_in_use() {
 	hex=$(printf '%04X' "$1")
-	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
+	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+		awk -v p=":$hex" 'substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
 }
 
-# free_port: a random port of 20000-32767 that nothing listens on and that
-# this start has not taken already.
+# pick_port VAR: sets VAR to a random port of 20000-32767 that no socket
+# uses and that this start has not given out already.
 taken=
-free_port() {
+pick_port() {
 	while :; do
-		# od reads 2 random bytes; $$ varies the start between runs too.
 		r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
-		p=$((20000 + (r + $$) % 12768))
+		p=$((20000 + r % 12768))
 		case " $taken " in *" $p "*) continue ;; esac
 		if ! port_in_use "$p"; then
 			taken="$taken $p"
-			echo "$p"
+			eval "$1=$p"
 			return 0
 		fi
 	done
@@ -248,9 +249,9 @@ mon_settled() {
 try=0
 while :; do
 	try=$((try + 1))
-	mon_port=$(free_port)
-	rgw_port=$(free_port)
-	rgw_ssl_port=$(free_port)
+	pick_port mon_port
+	pick_port rgw_port
+	pick_port rgw_ssl_port
 	write_conf
 	rm -rf "$state/mon/a" "$state/monmap"
 	monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$state/monmap" >>"$startlog" 2>&1 ||
@@ -345,8 +346,8 @@ $(tail_of "$rgw_log")"
 $(tail_of "$rgw_log")"
 	echo "start-radosgw.sh: radosgw could not serve on ports $rgw_port, $rgw_ssl_port (try $try): $(grep -m1 'failed to bind' "$rgw_log" || echo exited); trying other ports" >&2
 	mv "$rgw_log" "$rgw_log.$try"
-	rgw_port=$(free_port)
-	rgw_ssl_port=$(free_port)
+	pick_port rgw_port
+	pick_port rgw_ssl_port
 	write_conf
 done
 
