@@ -128,6 +128,7 @@ port_in_use() {
 # pick_port VAR: sets VAR to a random port of 20000-32767 that no socket
 # uses and that this start has not given out already.
 taken=
+mon_port='' rgw_port='' rgw_ssl_port=''
 pick_port() {
 	while :; do
 		r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
@@ -366,7 +367,7 @@ for b in $buckets; do
 $(cat "$state/log/bucket-$b.xml" 2>/dev/null)"
 done
 
-first=$(echo $buckets | cut -d' ' -f1)
+first=$(echo "$buckets" | awk '{ print $1 }')
 cat >"$state/env" <<EOT
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$rgw_port
 export AWS_ACCESS_KEY_ID=$access_key
