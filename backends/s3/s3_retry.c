@@ -291,9 +291,10 @@ int s3_fail(s3_backend *b, const s3_req *req, const s3_resp *resp, int attempts,
 	else if (b->cfg.credentials_from != NULL && (resp->status == 403 || resp->status == 401))
 		snprintf(creds, sizeof(creds), "; credentials from %s", b->cfg.credentials_from);
 	hint = hint_for(b, resp, code, resp->status);
-	dcp_msgf(msg, "%s %s failed%s: %s: %s (HTTP %ld from %s%s%s)%s%s", req->op, where, tries, code,
-	         message, resp->status, b->endpoint_shown, rid, creds, hint != NULL ? ": " : "",
-	         hint != NULL ? hint : "");
+	/* Some stores (radosgw) send an empty Message: no ": " before nothing. */
+	dcp_msgf(msg, "%s %s failed%s: %s%s%s (HTTP %ld from %s%s%s)%s%s", req->op, where, tries, code,
+	         message[0] != '\0' ? ": " : "", message, resp->status, b->endpoint_shown, rid, creds,
+	         hint != NULL ? ": " : "", hint != NULL ? hint : "");
 	if (resp->status == 404 && strcmp(code, "NoSuchKey") == 0)
 		return DCP_ENOTFOUND;
 	if (resp->status == 404 && strcmp(code, "NoSuchUpload") == 0)
