@@ -52,7 +52,7 @@ static const stage_spec save_stages[] = {
 };
 
 static const stage_spec load_stages[] = {
-        {"read_metadata", "read_metadata", "plan", 0},
+        {"read_metadata", "read_metadata", "plan", 1},
         {"set_up_storage_reader", "set_up_storage_reader", "plan", 0},
         {"prepare_local_plan", "prepare_local_plan", "plan", 0},
         {"prepare_global_plan", "prepare_global_plan", "plan", 1},

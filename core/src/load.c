@@ -1,10 +1,15 @@
 /*
  * dcp_load: the two-phase load protocol.
  *
- *   plan step: every rank: validate id, reader_open, read_metadata,
- *              set_up_storage_reader, create_local_plan (resharding),
- *              prepare_local_plan -> gather -> coordinator:
- *              create_global_plan, prepare_global_plan -> scatter
+ *   plan step: coordinator: validate id, reader_open, read_metadata
+ *              -> outcome of every rank -> broadcast of the coordinator's
+ *              canonical URL and metadata (so all ranks load one checkpoint,
+ *              whatever a concurrent save does to the URL, and read it from
+ *              the same place whatever their working directories)
+ *              every rank: (reader_open,) set_up_storage_reader,
+ *              create_local_plan (resharding), prepare_local_plan
+ *              -> gather -> coordinator: create_global_plan,
+ *              prepare_global_plan -> scatter
  *   read step: every rank: read_data in batches of bounded memory, verify
  *              block checksums, copy each box into the state's buffers
  *              -> gather outcomes -> the same outcome on every rank
@@ -47,7 +52,8 @@ typedef struct load_run {
 	int nplans;
 } load_run;
 
-static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
+/* Resolves the plugin of l->url and opens this rank's reader. */
+static void open_reader(load_run *l, dcp_local_failure *f)
 {
 	dcp_msg msg = {{0}};
 	int rc = dcp_registry_resolve(l->opts.registry, l->url, 1, 0, &l->plugin, NULL, &msg);
@@ -68,10 +74,24 @@ static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
 	if (rc != DCP_OK) {
 		l->reader = NULL;
 		dcp_fail_msg(f, rc, "reader_open", &msg);
-		return;
 	}
-	const dcp_reader_ops *ops = l->reader->ops;
-	rc = ops->read_metadata(l->reader, &l->md, &msg);
+}
+
+/*
+ * On the coordinator: opens its reader, reads and validates the metadata,
+ * and, when there are other ranks, encodes what they need into *bundle: the
+ * canonical URL and the metadata. Only the coordinator reads the metadata, so
+ * every rank loads the one checkpoint it read, even if a save replaces the
+ * checkpoint at the URL meanwhile, and ranks with different working
+ * directories read from the same place.
+ */
+static void read_metadata_once(load_run *l, dcp_local_failure *f, dcp_wbuf *bundle)
+{
+	dcp_msg msg = {{0}};
+	open_reader(l, f);
+	if (f->code != DCP_OK)
+		return;
+	int rc = l->reader->ops->read_metadata(l->reader, &l->md, &msg);
 	if (rc == DCP_OK && l->md == NULL)
 		rc = DCP_EPLUGIN;
 	/* A plugin may build metadata itself: check it as the decoder would. */
@@ -81,8 +101,58 @@ static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
 		dcp_fail_msg(f, rc, "read_metadata", &msg);
 		return;
 	}
-	rc = ops->set_up_storage_reader(l->reader, l->md, l->rank == l->opts.coordinator, l->rank, l->size,
-	                                &msg);
+	if (l->size == 1)
+		return;
+	char *json = NULL;
+	size_t len = 0;
+	rc = dcp_metadata_encode(l->md, &json, &len, &msg);
+	if (rc != DCP_OK) {
+		dcp_fail_msg(f, rc, "read_metadata", &msg);
+		return;
+	}
+	dcp_wbuf_str(bundle, l->url);
+	dcp_wbuf_u64(bundle, len);
+	dcp_wbuf_bytes(bundle, json, len);
+	free(json);
+	if (bundle->failed)
+		dcp_fail(f, DCP_ENOMEM, "read_metadata",
+		         "out of memory encoding the metadata for the other ranks");
+}
+
+/* On every other rank: takes the coordinator's URL and metadata. */
+static void take_metadata(load_run *l, const dcp_buf *bundle, dcp_local_failure *f)
+{
+	dcp_msg msg = {{0}};
+	dcp_rbuf r;
+	dcp_rbuf_init(&r, bundle->data, bundle->len);
+	char *url = dcp_rbuf_str(&r);
+	uint64_t len = dcp_rbuf_u64(&r);
+	const char *json = len <= dcp_rbuf_left(&r) ? dcp_rbuf_bytes(&r, (size_t)len) : NULL;
+	if (url == NULL || json == NULL || r.failed) {
+		free(url);
+		dcp_fail(f, DCP_ECOMM, "read_metadata",
+		         "the metadata sent by the coordinator (rank %d) could not be decoded (%zu bytes)",
+		         l->opts.coordinator, bundle->len);
+		return;
+	}
+	free(l->url);
+	l->url = url;
+	int rc = dcp_metadata_decode(json, (size_t)len, &l->md, &msg);
+	if (rc != DCP_OK)
+		dcp_fail_msg(f, rc, "read_metadata", &msg);
+}
+
+/* Every rank, with the metadata: sets up the reader and makes its plan. */
+static void plan_local(load_run *l, dcp_local_failure *f, dcp_load_plan *local)
+{
+	dcp_msg msg = {{0}};
+	if (l->reader == NULL)
+		open_reader(l, f);
+	if (f->code != DCP_OK)
+		return;
+	const dcp_reader_ops *ops = l->reader->ops;
+	int rc = ops->set_up_storage_reader(l->reader, l->md, l->rank == l->opts.coordinator, l->rank,
+	                                    l->size, &msg);
 	if (rc != DCP_OK) {
 		dcp_fail_msg(f, rc, "set_up_storage_reader", &msg);
 		return;
@@ -540,9 +610,11 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 	dcp_msg msg = {{0}};
 	rc = dcp_url_canonical(url, &l.url, &msg);
 
+	/* Metadata step: the coordinator reads the metadata, the others get
+	 * it (with its URL) from the coordinator. */
 	dcp_local_failure f = {0};
-	dcp_load_plan local = {0};
-	dcp_wbuf w = {0};
+	dcp_wbuf bundle = {0};
+	int coord = l.rank == l.opts.coordinator;
 	if (state == NULL)
 		dcp_fail(&f, DCP_EINVAL, "dcp_load",
 		         "dcp_load: state is NULL on this rank: every rank passes its own "
@@ -553,7 +625,31 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 		         "checkpoint id");
 	else if (rc != DCP_OK)
 		dcp_fail_msg(&f, rc, "validate_checkpoint_id", &msg);
-	else
+	else if (coord)
+		read_metadata_once(&l, &f, &bundle);
+	dcp_step_local first = {f.code, f.stage, f.msg.text, NULL, 0};
+	dcp_buf ignored = {0};
+	rc = dcp_step_exchange(comm, l.opts.coordinator, "plan", &first, NULL, NULL, &ignored, err);
+	free(ignored.data);
+	if (rc == DCP_OK && l.size > 1) {
+		dcp_buf shared = {coord ? bundle.data : NULL, coord ? bundle.len : 0};
+		rc = comm->broadcast(comm, l.opts.coordinator, &shared);
+		if (rc != DCP_OK)
+			dcp_error_set(err, dcp_error_local(rc, "read_metadata",
+			                                   "the metadata could not be sent from the "
+			                                   "coordinator (rank %d) to the other ranks: %s",
+			                                   l.opts.coordinator, dcp_strerror(rc)));
+		else if (!coord) {
+			take_metadata(&l, &shared, &f);
+			free(shared.data);
+		}
+	}
+	dcp_wbuf_free(&bundle);
+
+	/* Plan step. */
+	dcp_load_plan local = {0};
+	dcp_wbuf w = {0};
+	if (rc == DCP_OK && f.code == DCP_OK)
 		plan_local(&l, &f, &local);
 	if (f.code == DCP_OK) {
 		dcp_load_plan_encode(&local, &w);
@@ -563,7 +659,8 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 	}
 	dcp_step_local mine = {f.code, f.stage, f.msg.text, w.data, w.len};
 	dcp_buf reply = {0};
-	rc = dcp_step_exchange(comm, l.opts.coordinator, "plan", &mine, plan_global, &l, &reply, err);
+	if (rc == DCP_OK)
+		rc = dcp_step_exchange(comm, l.opts.coordinator, "plan", &mine, plan_global, &l, &reply, err);
 	dcp_wbuf_free(&w);
 	dcp_load_plan_clear(&local);
 

@@ -108,11 +108,13 @@ static void read_worker(void *arg)
 		else
 			rc = b->ops->read(b, s->path, s->off, s->len, s->dst, &msg);
 		if (rc == DCP_ENOTFOUND) {
-			/* The metadata names it, so a missing object is damage. */
+			/* The metadata names it, so a missing object is damage,
+			 * or a save replaced the checkpoint since the metadata
+			 * was read. */
 			dcp_msgf(&msg,
 			         "data object %s named by the metadata is missing (wanted %llu bytes at "
-			         "offset "
-			         "%llu)",
+			         "offset %llu): if a save replaced the checkpoint during this load, load "
+			         "again; else the checkpoint is damaged",
 			         b->ops->describe(b, s->path, where, sizeof(where)),
 			         (unsigned long long)s->len, (unsigned long long)s->off);
 			rc = DCP_ECORRUPT;

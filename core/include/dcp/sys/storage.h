@@ -214,7 +214,11 @@ struct dcp_reader_ops {
 	unsigned version;                                                   /* DCP_READER_OPS_VERSION */
 	int (*reset)(dcp_storage_reader *r, const char *url, dcp_msg *msg); /* optional */
 	/* Required. *out is decoded with host->metadata_decode; the core frees
-	 * it with host->metadata_free. No checkpoint: DCP_ENOTFOUND. */
+	 * it with host->metadata_free. No checkpoint: DCP_ENOTFOUND. In a load,
+	 * only the coordinator's reader is asked; the core sends the metadata
+	 * (JSON-encoded, so everything in it must survive metadata_encode) to
+	 * the other ranks, whose readers see it first in set_up_storage_reader.
+	 * A reader must not rely on read_metadata having run on its rank. */
 	int (*read_metadata)(dcp_storage_reader *r, dcp_metadata **out, dcp_msg *msg);
 	/* Required. md stays valid until close. */
 	int (*set_up_storage_reader)(dcp_storage_reader *r, const dcp_metadata *md, int is_coordinator,
