@@ -19,6 +19,7 @@
  * stored chunk is read whole straight into an identical destination chunk;
  * then a mismatch still fails the load.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,8 @@
 #include "state_internal.h"
 #include "url.h"
 
-/* Bytes of staging memory one batch of reads may use, per rank. */
+/* Bytes of staging memory reads may use at once, per rank, unless the load
+ * options say otherwise (staging_limit). */
 #define STAGING_LIMIT ((uint64_t)256 << 20)
 
 typedef struct load_run {
@@ -224,6 +226,9 @@ typedef struct pending_read {
 	int direct;
 	void *dst; /* destination chunk, for tensors */
 	uint64_t dst_off[DCP_MAX_DIMS], dst_sz[DCP_MAX_DIMS];
+	/* The box this read delivers: the plan item's, or one piece of it. */
+	uint64_t box_off[DCP_MAX_DIMS], box_sz[DCP_MAX_DIMS];
+	int last_piece;    /* 1: delivering it completes the plan item */
 	int verified;      /* checked on a plugin thread (read_request_done) */
 	int verify_status; /* its outcome */
 } pending_read;
@@ -283,11 +288,30 @@ static int box_inside(int nd, const uint64_t *bo, const uint64_t *bs, const uint
 	return 1;
 }
 
+/* With verification on, a staged read covers whole checksum blocks. */
+static void widen_to_blocks(const load_run *l, pending_read *p)
+{
+	if (!l->opts.verify)
+		return;
+	const dcp_storage_info *si = &p->chunk->storage;
+	uint64_t B = l->md->checksum_block;
+	p->first = p->first / B * B;
+	/* Round end up to a block boundary or the chunk's end, whichever comes
+	 * first, without overflowing (B and lengths come from the metadata and
+	 * may be close to 2^64). */
+	uint64_t tail = p->end % B;
+	if (tail != 0)
+		p->end = si->length - p->end <= B - tail ? si->length : p->end + (B - tail);
+}
+
 /* Prepares one read item: which bytes to read and where they go. */
 static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, dcp_msg *msg)
 {
 	memset(p, 0, sizeof(*p));
 	p->item = it;
+	p->last_piece = 1;
+	memcpy(p->box_off, it->box_offsets, sizeof(p->box_off));
+	memcpy(p->box_sz, it->box_sizes, sizeof(p->box_sz));
 	p->mi = &l->md->items[it->md_item];
 	p->chunk = &p->mi->chunks[it->md_chunk];
 	const dcp_storage_info *si = &p->chunk->storage;
@@ -337,17 +361,79 @@ static int prepare_read(load_run *l, const dcp_read_item *it, pending_read *p, d
 		if (p->direct)
 			p->buf = p->dst;
 	}
-	if (l->opts.verify && !p->direct) {
-		uint64_t B = l->md->checksum_block;
-		p->first = p->first / B * B;
-		/* Round end up to a block boundary or the chunk's end, whichever
-		 * comes first, without overflowing (B and lengths come from the
-		 * metadata and may be close to 2^64). */
-		uint64_t tail = p->end % B;
-		if (tail != 0)
-			p->end = si->length - p->end <= B - tail ? si->length : p->end + (B - tail);
-	}
+	if (!p->direct)
+		widen_to_blocks(l, p);
 	return DCP_OK;
+}
+
+/*
+ * Cutting a staged box into pieces whose byte span in the stored chunk is at
+ * most `limit` (a column of a large row-major chunk spans nearly all of it):
+ * the box's indexes in dims [0, cut_dim) are taken one at a time, and dim
+ * cut_dim in runs of `run` indexes; dims after it stay whole. Returns 0 when
+ * the whole box fits.
+ */
+static int choose_cut(const pending_read *p, uint64_t elem, uint64_t limit, int *cut_dim, uint64_t *run)
+{
+	int nd = p->mi->ndim;
+	const uint64_t *cs = p->chunk->sizes;
+	uint64_t stride[DCP_MAX_DIMS], span[DCP_MAX_DIMS + 1];
+	uint64_t st = elem;
+	for (int d = nd - 1; d >= 0; d--) {
+		stride[d] = st;
+		st *= cs[d];
+	}
+	/* span[d]: bytes from the first to the last element of the box with
+	 * dims before d fixed (span[nd] = one element). */
+	span[nd] = elem;
+	for (int d = nd - 1; d >= 0; d--)
+		span[d] = span[d + 1] + (p->box_sz[d] - 1) * stride[d];
+	if (span[0] <= limit)
+		return 0;
+	int d = 0;
+	while (span[d + 1] > limit)
+		d++;
+	uint64_t k = 1 + (limit - span[d + 1]) / stride[d];
+	*cut_dim = d;
+	*run = k < p->box_sz[d] ? k : p->box_sz[d];
+	return 1;
+}
+
+/* The next piece after *at (an index into the box per dim, from the
+ * odometer of choose_cut's cut); 0 when there is none. */
+static int next_piece(const pending_read *whole, int cut_dim, uint64_t run, uint64_t *at)
+{
+	at[cut_dim] += run;
+	if (at[cut_dim] < whole->box_sz[cut_dim])
+		return 1;
+	at[cut_dim] = 0;
+	for (int d = cut_dim - 1; d >= 0; d--) {
+		if (++at[d] < whole->box_sz[d])
+			return 1;
+		at[d] = 0;
+	}
+	return 0;
+}
+
+/* The piece of `whole` starting at `at`. */
+static void make_piece(const load_run *l, const pending_read *whole, int cut_dim, uint64_t run,
+                       const uint64_t *at, pending_read *p)
+{
+	int nd = whole->mi->ndim;
+	*p = *whole;
+	for (int d = 0; d < nd; d++) {
+		p->box_off[d] = whole->box_off[d] + at[d];
+		if (d < cut_dim)
+			p->box_sz[d] = 1;
+		else if (d == cut_dim)
+			p->box_sz[d] = whole->box_sz[d] - at[d] < run ? whole->box_sz[d] - at[d] : run;
+	}
+	dcp_box_byte_range(nd, p->chunk->offsets, p->chunk->sizes, p->box_off, p->box_sz,
+	                   dcp_dtype_size(p->mi->dtype), &p->first, &p->end);
+	uint64_t probe[DCP_MAX_DIMS];
+	memcpy(probe, at, sizeof(probe));
+	p->last_piece = !next_piece(whole, cut_dim, run, probe);
+	widen_to_blocks(l, p);
 }
 
 static int deliver(load_run *l, pending_read *p, dcp_msg *msg)
@@ -364,7 +450,9 @@ static int deliver(load_run *l, pending_read *p, dcp_msg *msg)
 		return l->planner.load_bytes(l->planner.ctx, l->state, it, p->buf, p->end - p->first, msg);
 	if (!p->direct)
 		dcp_box_copy(p->mi->ndim, dcp_dtype_size(p->mi->dtype), p->buf, p->first, p->chunk->offsets,
-		             p->chunk->sizes, p->dst, p->dst_off, p->dst_sz, it->box_offsets, it->box_sizes);
+		             p->chunk->sizes, p->dst, p->dst_off, p->dst_sz, p->box_off, p->box_sz);
+	if (!p->last_piece)
+		return DCP_OK;
 	return l->planner.commit_tensor(l->planner.ctx, l->state, it, msg);
 }
 
@@ -450,18 +538,6 @@ static void run_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t 
 	}
 }
 
-/* Runs the batch [start, end) and frees its staging buffers. */
-static void flush_batch(load_run *l, pending_read *ps, dcp_read_req *reqs, size_t start, size_t end,
-                        dcp_local_failure *f)
-{
-	run_batch(l, &ps[start], &reqs[start], end - start, f);
-	for (size_t k = start; k < end; k++)
-		if (!ps[k].direct) {
-			free(ps[k].buf);
-			ps[k].buf = NULL;
-		}
-}
-
 static int check_plan_indexes(const load_run *l, dcp_msg *msg)
 {
 	size_t ne = dcp_state_count(l->state);
@@ -478,6 +554,69 @@ static int check_plan_indexes(const load_run *l, dcp_msg *msg)
 	return DCP_OK;
 }
 
+/* The reads of one batch, in the order of the plan. */
+typedef struct read_queue {
+	pending_read *ps;
+	dcp_read_req *reqs;
+	size_t n, cap;
+	uint64_t staged; /* bytes of staging buffers held by the batch */
+} read_queue;
+
+static void queue_flush(load_run *l, read_queue *q, dcp_local_failure *f)
+{
+	if (q->n > 0 && f->code == DCP_OK)
+		run_batch(l, q->ps, q->reqs, q->n, f);
+	for (size_t k = 0; k < q->n; k++)
+		if (!q->ps[k].direct) {
+			free(q->ps[k].buf);
+			q->ps[k].buf = NULL;
+		}
+	q->n = 0;
+	q->staged = 0;
+}
+
+/* Adds one read to the batch, running the batch first if the read's
+ * staging would take it over the limit. Allocates the read's staging. */
+static void queue_add(load_run *l, read_queue *q, const pending_read *p, uint64_t limit, dcp_local_failure *f)
+{
+	uint64_t need = p->direct ? 0 : p->end - p->first;
+	if (q->n > 0 && q->staged + need > limit)
+		queue_flush(l, q, f);
+	if (f->code != DCP_OK)
+		return;
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? 2 * q->cap : 64;
+		pending_read *ps = realloc(q->ps, cap * sizeof(*ps));
+		if (ps != NULL)
+			q->ps = ps;
+		dcp_read_req *reqs = ps != NULL ? realloc(q->reqs, cap * sizeof(*reqs)) : NULL;
+		if (reqs == NULL) {
+			dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory preparing %zu reads", cap);
+			return;
+		}
+		q->reqs = reqs;
+		q->cap = cap;
+	}
+	pending_read *mine = &q->ps[q->n];
+	*mine = *p;
+	if (!mine->direct) {
+		mine->buf = malloc(need ? need : 1);
+		if (mine->buf == NULL) {
+			dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory staging %llu bytes of '%s'",
+			         (unsigned long long)need, mine->mi->key);
+			return;
+		}
+		q->staged += need;
+	}
+	dcp_read_req *r = &q->reqs[q->n];
+	memset(r, 0, sizeof(*r));
+	r->storage = &mine->chunk->storage;
+	r->offset = mine->first;
+	r->length = mine->end - mine->first;
+	r->dst = mine->buf;
+	q->n++;
+}
+
 static void read_local(load_run *l, const dcp_buf *plan_reply, dcp_local_failure *f)
 {
 	dcp_msg msg = {{0}};
@@ -490,55 +629,34 @@ static void read_local(load_run *l, const dcp_buf *plan_reply, dcp_local_failure
 		dcp_fail_msg(f, rc, "read_data", &msg);
 		return;
 	}
-	size_t n = l->final_plan.nitems;
-	pending_read *ps = calloc(n ? n : 1, sizeof(*ps));
-	dcp_read_req *reqs = calloc(n ? n : 1, sizeof(*reqs));
-	if (ps == NULL || reqs == NULL) {
-		dcp_fail(f, DCP_ENOMEM, "read_data", "out of memory preparing %zu reads", n);
-		goto out;
-	}
-	/* ps[i] and reqs[i] belong to plan item i; a batch is a run [start, i). */
-	size_t start = 0;
-	uint64_t staged = 0;
-	for (size_t i = 0; i < n && f->code == DCP_OK; i++) {
-		pending_read *p = &ps[i];
-		rc = prepare_read(l, &l->final_plan.items[i], p, &msg);
+	uint64_t limit = l->opts.staging_limit ? l->opts.staging_limit : STAGING_LIMIT;
+	read_queue q = {0};
+	for (size_t i = 0; i < l->final_plan.nitems && f->code == DCP_OK; i++) {
+		pending_read p;
+		rc = prepare_read(l, &l->final_plan.items[i], &p, &msg);
 		if (rc != DCP_OK) {
 			dcp_fail_msg(f, rc, "resolve_tensor", &msg);
 			break;
 		}
-		uint64_t need = p->direct ? 0 : p->end - p->first;
-		if (i > start && staged + need > STAGING_LIMIT) {
-			flush_batch(l, ps, reqs, start, i, f);
-			start = i;
-			staged = 0;
-			if (f->code != DCP_OK)
-				break;
+		int cut_dim = 0;
+		uint64_t run = 0, elem = dcp_dtype_size(p.mi->dtype);
+		if (p.direct || p.mi->type != DCP_ITEM_TENSOR || p.mi->ndim == 0 ||
+		    p.end - p.first <= limit ||
+		    !choose_cut(&p, elem, limit > elem ? limit : elem, &cut_dim, &run)) {
+			queue_add(l, &q, &p, limit, f);
+			continue;
 		}
-		if (!p->direct) {
-			p->buf = malloc(need ? need : 1);
-			if (p->buf == NULL) {
-				dcp_fail(f, DCP_ENOMEM, "read_data",
-				         "out of memory staging %llu bytes of '%s'", (unsigned long long)need,
-				         p->mi->key);
-				break;
-			}
-			staged += need;
-		}
-		reqs[i].storage = &p->chunk->storage;
-		reqs[i].offset = p->first;
-		reqs[i].length = p->end - p->first;
-		reqs[i].dst = p->buf;
+		/* Too large to stage at once: read it in pieces. */
+		uint64_t at[DCP_MAX_DIMS] = {0};
+		do {
+			pending_read piece;
+			make_piece(l, &p, cut_dim, run, at, &piece);
+			queue_add(l, &q, &piece, limit, f);
+		} while (f->code == DCP_OK && next_piece(&p, cut_dim, run, at));
 	}
-	if (f->code == DCP_OK && start < n)
-		flush_batch(l, ps, reqs, start, n, f);
-out:
-	if (ps != NULL)
-		for (size_t k = 0; k < n; k++)
-			if (!ps[k].direct)
-				free(ps[k].buf);
-	free(ps);
-	free(reqs);
+	queue_flush(l, &q, f);
+	free(q.ps);
+	free(q.reqs);
 }
 
 /* After success: every state entry the checkpoint had is loaded. */
@@ -594,7 +712,11 @@ int dcp_load(dcp_state *state, const char *url, dcp_comm *comm, const dcp_load_o
 	}
 	load_run l;
 	memset(&l, 0, sizeof(l));
-	l.opts = options ? *options : defaults;
+	l.opts = defaults;
+	if (options != NULL && options->version == 1) /* a version 1 struct ends before staging_limit */
+		memcpy(&l.opts, options, offsetof(dcp_load_options, staging_limit));
+	else if (options != NULL)
+		l.opts = *options;
 	int rc = check_args(state, url, comm, &l.opts, err);
 	if (rc != DCP_OK) {
 		dcp_comm_free(owned);

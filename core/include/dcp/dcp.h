@@ -341,11 +341,18 @@ typedef struct dcp_load_options {
 	int verify;  /* 1 (default): check every checksum */
 	const dcp_load_planner *planner;
 	dcp_registry *registry;
+	/* Since version 2. Bytes of staging memory the reads of one rank may
+	 * hold at once (about: a piece is widened to whole checksum blocks);
+	 * 0: 256 MiB. A stored chunk whose wanted part spans more (a column of
+	 * a large row-major chunk) is read in pieces of at most this span, so a
+	 * resharded load never stages whole chunks. Reads straight into the
+	 * destination (an identical chunk) use none. */
+	uint64_t staging_limit;
 } dcp_load_options;
-#define DCP_LOAD_OPTIONS_VERSION 1
-#define DCP_LOAD_OPTIONS_INIT                                 \
-	{                                                     \
-		DCP_LOAD_OPTIONS_VERSION, 0, 0, 1, NULL, NULL \
+#define DCP_LOAD_OPTIONS_VERSION 2
+#define DCP_LOAD_OPTIONS_INIT                                    \
+	{                                                        \
+		DCP_LOAD_OPTIONS_VERSION, 0, 0, 1, NULL, NULL, 0 \
 	}
 
 /*
