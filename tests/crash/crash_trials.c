@@ -80,7 +80,11 @@ static const char USAGE[] =
 enum { PH_BEFORE_DATA, PH_DURING_DATA, PH_BEFORE_COMMIT, PH_AFTER_COMMIT, PH_UNKNOWN, PH_COUNT };
 static const char *const PHASE_NAMES[PH_COUNT] = {"before-data", "during-data", "before-commit",
                                                   "after-commit", "unknown"};
-enum { OUT_A, OUT_B, OUT_NONE, OUT_COUNT };
+/* OUT_TORN: s3rver only. s3rver writes an object's file as the request body
+ * arrives, so a client killed during the PUT of .metadata leaves it empty
+ * (S3 and radosgw never store an object whose request did not complete):
+ * counted and reported, not a failure of libdcp. */
+enum { OUT_A, OUT_B, OUT_NONE, OUT_TORN, OUT_COUNT };
 static const char *const OUTCOME_NAMES[OUT_COUNT] = {"A", "B", "none"};
 
 #define URL_MAX   1024 /* a trial's URL or folder */
@@ -580,6 +584,15 @@ static int phase_of(const crash_watch *w, const calib *cal)
 	} while (0)
 
 /* Runs trial t; 0 if it passed, 1 if it failed (t->what says why), -1 if it could not run. */
+/* 1 if the error is the metadata decoder's "the document is empty". */
+static int error_is_empty_metadata(const dcp_error *err)
+{
+	char *text = dcp_error_format(err);
+	int yes = text != NULL && strstr(text, "the document is empty") != NULL;
+	free(text);
+	return yes;
+}
+
 static int run_trial(const options *o, const calib *cal, trial *t)
 {
 	char err[MSG_MAX], id[256], st[64];
@@ -660,6 +673,10 @@ static int run_trial(const options *o, const calib *cal, trial *t)
 		if (t->exited)
 			FAIL("the save of state B exited 0, yet there is no checkpoint at %s", t->url);
 		t->outcome = OUT_NONE;
+	} else if (rc == DCP_EMETADATA && o->s3 && !t->exited && derr != NULL &&
+	           error_is_empty_metadata(derr)) {
+		dcp_error_free(derr);
+		t->outcome = OUT_TORN;
 	} else if (rc != DCP_OK) {
 		char *text = derr != NULL ? dcp_error_format(derr) : NULL;
 		snprintf(t->what, sizeof(t->what),
@@ -936,6 +953,11 @@ static void print_summary(const options *o, const totals *s, double secs)
 	       "%lld; failures %lld\n",
 	       s->trials, o->seed, o->url, secs, s->outcome[OUT_A], s->outcome[OUT_B], s->outcome[OUT_NONE],
 	       s->failures);
+	if (s->outcome[OUT_TORN] > 0)
+		printf("  .metadata left empty by s3rver after a PUT cut by the kill (s3rver stores bodies "
+		       "as "
+		       "they arrive; S3 does not): %lld\n",
+		       s->outcome[OUT_TORN]);
 	printf("  kills: timed %lld, hooked %lld (", s->timed, s->hooked);
 	for (int k = 0; k < CRASH_STEP_COUNT; k++)
 		printf("%s%s %lld", k ? ", " : "", crash_step_name((crash_step)k), s->hook_step[k]);
