@@ -265,6 +265,13 @@ char *dt_mkdtemp(char *buf, size_t size, const char *prefix);
 /* Removes a directory tree (best effort; for cleanup). */
 void dt_rmtree(const char *path);
 
+/* Makes permission bits apply to this process when it runs as root: drops
+ * the capabilities that let root ignore them (dcptest_privs.c); nothing to do
+ * for any other user. For good: call it only in a test of its own (Criterion
+ * runs each test in a process of its own). Fails the test if the kernel
+ * refuses. */
+void dt_drop_file_privileges(void);
+
 /* The directory of the running executable (for finding build-tree files). */
 char *dt_exe_dir(char *buf, size_t size);
 
