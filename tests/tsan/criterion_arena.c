@@ -25,7 +25,7 @@
 /* 0x550000000000 = 0x200000000000 + 0x350000 * 16 MiB; 0x568000000000 =
  * 0x200000000000 + 0x368000 * 16 MiB. */
 #define ARENA_SLOT_FIRST 0x350000u
-#define ARENA_SLOTS 0x18000u
+#define ARENA_SLOTS      0x18000u
 
 int rand_r(unsigned int *seed)
 {
