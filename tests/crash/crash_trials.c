@@ -209,16 +209,19 @@ static int phase_of(const crash_watch *w, const calib *cal)
 		goto done;                                       \
 	} while (0)
 
-/* Runs trial t; 0 if it passed, 1 if it failed (t->what says why), -1 if it could not run. */
-/* 1 if the error is the metadata decoder's "the document is empty". */
-static int error_is_empty_metadata(const dcp_error *err)
+/* 1 if s3rver holds the trial's .metadata as an empty file (see OUT_TORN):
+ * what the store has, not what libdcp said of it. */
+static int s3rver_metadata_is_empty(const trial *t)
 {
-	char *text = dcp_error_format(err);
-	int yes = text != NULL && strstr(text, "the document is empty") != NULL;
-	free(text);
-	return yes;
+	char path[URL_MAX + 64];
+	struct stat st;
+	if (t->dir[0] == '\0')
+		return 0;
+	snprintf(path, sizeof(path), "%s/.metadata._S3rver_object", t->dir);
+	return stat(path, &st) == 0 && st.st_size == 0;
 }
 
+/* Runs trial t; 0 if it passed, 1 if it failed (t->what says why), -1 if it could not run. */
 static int run_trial(const options *o, const calib *cal, trial *t)
 {
 	char err[MSG_MAX], id[256], st[64];
@@ -299,8 +302,7 @@ static int run_trial(const options *o, const calib *cal, trial *t)
 		if (t->exited)
 			FAIL("the save of state B exited 0, yet there is no checkpoint at %s", t->url);
 		t->outcome = OUT_NONE;
-	} else if (rc == DCP_EMETADATA && o->s3 && !t->exited && derr != NULL &&
-	           error_is_empty_metadata(derr)) {
+	} else if (rc == DCP_EMETADATA && o->s3 && !t->exited && s3rver_metadata_is_empty(t)) {
 		dcp_error_free(derr);
 		t->outcome = OUT_TORN;
 	} else if (rc != DCP_OK) {
