@@ -12,6 +12,17 @@
 
 #include "dcptest.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DCP_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DCP_TEST_ASAN 1
+#endif
+#endif
+#ifndef DCP_TEST_ASAN
+#define DCP_TEST_ASAN 0
+#endif
+
 #define SEED 0x57A6u
 
 /* A 3-d tensor, a 2-d one and a bytes item, with the tensors split along
@@ -58,10 +69,10 @@ static void reshard_with_limit(const char *name, uint64_t limit, int verify)
 	dt_layout_free(saved);
 }
 
-/* Limits below one element, one row, one plane, and the default. */
+/* Limits below one f64 element, a few elements, a few rows, and the default. */
 Test(load_staging, pieces_land_bit_exact, .timeout = DT_TIMEOUT)
 {
-	const uint64_t limits[] = {1, 7, 100, 700, 5000, 0};
+	const uint64_t limits[] = {7, 100, 5000, 0};
 	char name[64];
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
 		for (int verify = 0; verify <= 1; verify++) {
@@ -133,11 +144,17 @@ Test(load_staging, column_reshard_peak_memory, .timeout = DT_TIMEOUT)
 	long grown = max_rss_kib() - before;
 	dt_assert_ok(&o, "the column reshard");
 	dt_outcome_clear(&o);
-	/* Destination 64 MiB + 3 x (4 MiB + checksum blocks) + slack. */
+	dt_layout_free(saved);
+	dt_layout_free(loaded);
+#if !DCP_TEST_ASAN
+	/* Destination 64 MiB + 3 x (4 MiB + checksum blocks) + slack. (Under
+	 * AddressSanitizer freed staging stays resident in its quarantine, so
+	 * the peak says nothing there; the default build checks it.) */
 	cr_assert_lt(grown, 140L << 10,
 	             "the load's peak grew by %ld KiB: more than the destination and a bounded staging",
 	             grown);
-	dt_layout_free(saved);
-	dt_layout_free(loaded);
+#else
+	(void)grown;
+#endif
 	dt_rmtree(dir);
 }
